@@ -1,0 +1,101 @@
+//! Command-line parsing and the commands: each file parses its arguments, calls the library and
+//! prints. No logic lives here beyond that.
+
+mod demo;
+mod generate;
+mod import;
+mod progress;
+mod run;
+mod sql;
+mod tables;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use revlake::lake::Lake;
+use revlake::project::Project;
+
+/// revlake: the revenue-operations batch stack in one binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "revlake",
+    version,
+    about = "The revenue-operations batch stack in one binary: land CRM data as Delta tables, model it with SQL, check it, mine it, forecast it.",
+    after_help = "Examples:\n  revlake demo\n  revlake sql \"SELECT stage, count(*) FROM staging.deals GROUP BY stage\"\n  revlake tables --workspaces"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// The project folder (pipelines/, schemas/, transforms/, datasets/).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub project: PathBuf,
+    /// The lake: a folder or a URL (file://, memory://, s3://, gs://, az://). Default: the
+    /// default pipeline's `lake`, else `datasets/lake/` in the project.
+    #[arg(long, global = true, env = "REVLAKE_LAKE", value_name = "URL")]
+    pub lake: Option<String>,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl Global {
+    pub fn verbosity(&self) -> i8 {
+        if self.quiet {
+            -1
+        } else {
+            self.verbose.min(3) as i8
+        }
+    }
+
+    /// Loads the project; a folder without project files is an empty project.
+    pub fn project(&self) -> Result<Project> {
+        Project::load(&self.project)
+            .with_context(|| format!("loading the project at {}", self.project.display()))
+    }
+
+    /// Opens the lake named by `--lake`, else the project's default.
+    pub async fn lake(&self, project: &Project) -> Result<Lake> {
+        let location = self.lake.clone().unwrap_or_else(|| project.default_lake());
+        Ok(Lake::open(&location).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Sql(sql::SqlArgs),
+    Tables(tables::TablesArgs),
+    Generate(generate::GenerateArgs),
+    Import(import::ImportArgs),
+    Run(run::RunArgs),
+    Demo(demo::DemoArgs),
+}
+
+/// Runs the parsed command on a multi-threaded runtime.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match args.command {
+            Command::Sql(a) => sql::run(&args.global, a).await,
+            Command::Tables(a) => tables::run(&args.global, a).await,
+            Command::Generate(a) => generate::run(&args.global, a).await,
+            Command::Import(a) => import::run(&args.global, a).await,
+            Command::Run(a) => run::run(&args.global, a).await,
+            Command::Demo(a) => demo::run(&args.global, a).await,
+        }
+    })
+}

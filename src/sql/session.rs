@@ -1,0 +1,199 @@
+//! The DataFusion session over the lake: every dataset registered as `layer.table`, optionally
+//! scoped to one workspace and to one point in time.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::ViewTable;
+use datafusion::datasource::provider_as_source;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext, lit};
+
+use super::error::{Result, SqlError};
+use super::guard::check_read_only;
+use crate::lake::{AsOf, DatasetRef, Lake, LakeError, Layer, WorkspaceId};
+use crate::project::WORKSPACE_COLUMN;
+
+/// Options of a session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Restrict every table to this workspace's rows.
+    pub workspace: Option<WorkspaceId>,
+    /// Read every table as of this version or time.
+    pub as_of: Option<AsOf>,
+    /// A folder of seed CSVs, registered as `seeds.<file stem>`.
+    pub seeds: Option<std::path::PathBuf>,
+}
+
+/// A query session over a lake.
+pub struct SqlSession {
+    ctx: SessionContext,
+    tables: Vec<DatasetRef>,
+}
+
+impl SqlSession {
+    /// Registers every dataset of `lake` (as `layer.table`) in a new session.
+    ///
+    /// With a workspace, each name resolves to a view that holds only that workspace's rows;
+    /// the unfiltered tables are not reachable from the session at all. With `as_of`, each
+    /// table is read at that version (tables without it are left out) or time (tables created
+    /// later are left out).
+    pub async fn open(lake: &Lake, options: &SessionOptions) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public");
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| SqlError::Execution {
+                source: DataFusionError::Internal("default catalog missing".into()),
+            })?;
+        let mut schemas = Vec::new();
+        for layer in Layer::ALL {
+            let schema = Arc::new(MemorySchemaProvider::new());
+            catalog
+                .register_schema(layer.as_str(), schema.clone())
+                .map_err(|source| SqlError::Execution { source })?;
+            schemas.push((layer, schema));
+        }
+        super::udf::register(&ctx);
+        if let Some(dir) = &options.seeds {
+            register_seeds(&ctx, dir).await?;
+        }
+        let mut tables = Vec::new();
+        for dataset in lake.datasets().await? {
+            let table = match lake.load(&dataset, options.as_of.as_ref()).await {
+                Ok(t) => t,
+                Err(LakeError::NoSuchVersion { .. } | LakeError::NoVersionAtTime { .. }) => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(|source| lake.delta_err("register", &dataset, source))?;
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|source| SqlError::Execution { source })?;
+            let provider = match &options.workspace {
+                Some(ws) => scoped(&dataset, provider, ws)?,
+                None => provider,
+            };
+            if let Some((_, schema)) = schemas.iter().find(|(l, _)| *l == dataset.layer) {
+                schema
+                    .register_table(dataset.table.clone(), provider)
+                    .map_err(|source| SqlError::Execution { source })?;
+            }
+            tables.push(dataset);
+        }
+        Ok(Self { ctx, tables })
+    }
+
+    /// The datasets visible in this session.
+    pub fn tables(&self) -> &[DatasetRef] {
+        &self.tables
+    }
+
+    /// Plans one read-only statement; refuses DDL, DML, settings and file reads.
+    pub async fn query(&self, sql: &str) -> Result<DataFrame> {
+        check_read_only(sql)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Turns a planning error into an unknown-table error where that is what it is.
+    fn classify(&self, e: DataFusionError) -> SqlError {
+        let message = e.to_string();
+        if let Some(table) = unknown_table(&message) {
+            return SqlError::UnknownTable {
+                table,
+                known: self.tables.iter().map(|t| t.to_string()).collect(),
+            };
+        }
+        match e {
+            DataFusionError::SQL(..) => SqlError::Parse { message },
+            source => SqlError::Plan { source },
+        }
+    }
+}
+
+/// Registers each `*.csv` of `dir` as `seeds.<stem>` (a missing folder registers nothing).
+async fn register_seeds(ctx: &SessionContext, dir: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| SqlError::Execution {
+            source: DataFusionError::Internal("default catalog missing".into()),
+        })?;
+    catalog
+        .register_schema("seeds", Arc::new(MemorySchemaProvider::new()))
+        .map_err(|source| SqlError::Execution { source })?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        ctx.register_csv(
+            format!("seeds.{stem}"),
+            path.to_string_lossy().as_ref(),
+            datafusion::prelude::CsvReadOptions::new().has_header(true),
+        )
+        .await
+        .map_err(|source| SqlError::Seed {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A view of `provider` holding only `workspace`'s rows.
+fn scoped(
+    dataset: &DatasetRef,
+    provider: Arc<dyn TableProvider>,
+    workspace: &WorkspaceId,
+) -> Result<Arc<dyn TableProvider>> {
+    let plan = LogicalPlanBuilder::scan(dataset.to_string(), provider_as_source(provider), None)
+        .and_then(|b| {
+            b.filter(
+                datafusion::prelude::Expr::Column(Column::new_unqualified(WORKSPACE_COLUMN))
+                    .eq(lit(workspace.as_str())),
+            )
+        })
+        .and_then(|b| b.build())
+        .map_err(|source| SqlError::Execution { source })?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+/// The table name in DataFusion's "table '...' not found" message.
+fn unknown_table(message: &str) -> Option<String> {
+    let start = message.find("table '")? + "table '".len();
+    let rest = &message[start..];
+    let end = rest.find('\'')?;
+    if !rest[end..].contains("not found") {
+        return None;
+    }
+    let name = &rest[..end];
+    Some(
+        name.strip_prefix("datafusion.")
+            .unwrap_or(name)
+            .trim_start_matches("public.")
+            .to_string(),
+    )
+}

@@ -1,0 +1,158 @@
+//! The binary, run in temporary folders: exit codes, messages, help, and the demo end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn revlake(project: &Path, lake: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_revlake"))
+        .arg("--project")
+        .arg(project)
+        .arg("--lake")
+        .arg(lake)
+        .args(args)
+        .env_remove("REVLAKE_LAKE")
+        .output()
+        .expect("run revlake")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in ["sql", "tables", "generate", "import", "run", "demo"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_revlake"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}");
+        let help = text(&out.stdout);
+        assert!(
+            help.contains("Examples:") && help.contains("revlake "),
+            "{cmd}: {help}"
+        );
+    }
+}
+
+#[test]
+fn invalid_sql_exits_2_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = revlake(
+        dir.path(),
+        &dir.path().join("lake"),
+        &["sql", "SELECT *\nFROM WHERE"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("invalid SQL") && err.contains("Line: 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn writes_through_sql_are_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = revlake(
+        dir.path(),
+        &dir.path().join("lake"),
+        &["sql", "DROP TABLE staging.deals"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("read-only"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_schema_file_is_named_with_its_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+    std::fs::write(
+        dir.path().join("schemas/staging.deals.toml"),
+        "[[columns]]\nname = \"workspace_id\"\ntype = \"string\"\n[[columns]]\nname = \"amount\"\ntype = \"money\"\n",
+    )
+    .unwrap();
+    let out = revlake(dir.path(), &dir.path().join("lake"), &["tables"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("staging.deals.toml") && err.contains("`amount`") && err.contains("money"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_demo_lands_exports_builds_staging_and_answers_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let out = revlake(&repo(), &lake, &["demo", "--deals", "400", "--seed", "3"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("raw.salesforce_opportunity"), "{stdout}");
+    assert!(stdout.contains("staging.deals"), "{stdout}");
+
+    let out = revlake(&repo(), &lake, &["tables", "--json"]);
+    assert!(out.status.success());
+    let tables: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["dataset"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "raw.salesforce_opportunity",
+        "raw.salesforce_opportunity_history",
+        "raw.hubspot_deals",
+        "staging.deals",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    // Every generated deal is in staging with a normalized stage.
+    let out = revlake(
+        &repo(),
+        &lake,
+        &[
+            "sql",
+            "SELECT count(*) AS n, count(stage) AS mapped FROM staging.deals",
+            "--workspace",
+            "demo",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["n"], 400, "{v}");
+    assert_eq!(v[0]["mapped"], 400, "{v}");
+
+    // csv output to a file, written whole
+    let csv = dir.path().join("out.csv");
+    let out = revlake(
+        &repo(),
+        &lake,
+        &[
+            "sql",
+            "SELECT source, count(*) AS n FROM staging.deals GROUP BY source ORDER BY source",
+            "--format",
+            "csv",
+            "--output",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(&csv).unwrap();
+    assert!(body.starts_with("source,n\nhubspot,"), "{body}");
+}
