@@ -487,7 +487,12 @@ fn conform(
             }
             None => missing.push(field.name().clone()),
             Some(found) => {
+                // Timestamps of any unit or zone cast to the declared one (a zoneless
+                // timestamp is read as UTC); every other type must match.
+                let both_timestamps = matches!(found, DataType::Timestamp(..))
+                    && matches!(field.data_type(), DataType::Timestamp(..));
                 let compatible = *found == DataType::Null
+                    || both_timestamps
                     || canonical_type(found) == canonical_type(field.data_type());
                 if !compatible {
                     return Err(mismatch(format!(

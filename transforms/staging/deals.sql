@@ -1,0 +1,94 @@
+-- staging.deals: every CRM's deals, one row per source deal, stages normalized through
+-- seeds.stage_mappings (an unmapped stage leaves `stage` null and is reported by a check).
+WITH sf AS (
+    SELECT
+        o.workspace_id,
+        'salesforce' AS source,
+        CAST(o.id AS VARCHAR) AS source_id,
+        o.source_data,
+        CAST(o.created_date AS TIMESTAMP) AS created_at,
+        CAST(o.last_modified_date AS TIMESTAMP) AS updated_at,
+        CAST(o.name AS VARCHAR) AS name,
+        uuid5(o.workspace_id, 'salesforce', o.account_id) AS account_id,
+        uuid5(o.workspace_id, 'salesforce', o.owner_id) AS owner_id,
+        CAST(o.amount AS DOUBLE) AS amount,
+        upper(coalesce(CAST(o.currency_iso_code AS VARCHAR), 'USD')) AS currency,
+        CAST(o.stage_name AS VARCHAR) AS stage_raw,
+        'salesforce_default' AS pipeline,
+        CAST(o.probability AS DOUBLE) / 100.0 AS source_probability,
+        CAST(o.close_date AS DATE) AS expected_close,
+        CAST(o.is_closed AS BOOLEAN) AS is_closed,
+        CAST(o.is_won AS BOOLEAN) AS is_won,
+        CAST(o.lead_source AS VARCHAR) AS lead_source,
+        CAST(a.industry AS VARCHAR) AS industry
+    FROM raw.salesforce_opportunity o
+    LEFT JOIN raw.salesforce_account a
+        ON a.workspace_id = o.workspace_id AND a.id = o.account_id
+    WHERE NOT coalesce(CAST(o.is_deleted AS BOOLEAN), false)
+),
+hs AS (
+    SELECT
+        d.workspace_id,
+        'hubspot' AS source,
+        CAST(d.record_id AS VARCHAR) AS source_id,
+        d.source_data,
+        CAST(d.create_date AS TIMESTAMP) AS created_at,
+        CAST(d.last_modified_date AS TIMESTAMP) AS updated_at,
+        CAST(d.deal_name AS VARCHAR) AS name,
+        uuid5(d.workspace_id, 'hubspot', split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)) AS account_id,
+        uuid5(d.workspace_id, 'hubspot', 'owner:' || CAST(d.deal_owner AS VARCHAR)) AS owner_id,
+        CAST(d.amount AS DOUBLE) AS amount,
+        'USD' AS currency,
+        CAST(d.deal_stage AS VARCHAR) AS stage_raw,
+        CAST(d.pipeline AS VARCHAR) AS pipeline,
+        CAST(NULL AS DOUBLE) AS source_probability,
+        CAST(d.close_date AS DATE) AS expected_close,
+        CAST(d.is_deal_closed AS BOOLEAN) AS is_closed,
+        CAST(d.is_closed_won AS BOOLEAN) AS is_won,
+        CAST(d.lead_source AS VARCHAR) AS lead_source,
+        CAST(c.industry AS VARCHAR) AS industry
+    FROM raw.hubspot_deals d
+    LEFT JOIN raw.hubspot_companies c
+        ON c.workspace_id = d.workspace_id
+        AND CAST(c.record_id AS VARCHAR) = split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)
+),
+unioned AS (
+    SELECT * FROM sf
+    UNION ALL
+    SELECT * FROM hs
+)
+SELECT
+    u.workspace_id,
+    uuid5(u.workspace_id, u.source, u.source_id) AS id,
+    u.source,
+    u.source_id,
+    map([u.source], [u.source_id]) AS external_ids,
+    u.source_data,
+    u.created_at,
+    u.updated_at,
+    u.name,
+    u.account_id,
+    u.owner_id,
+    u.amount,
+    u.currency,
+    u.amount * fx.usd_rate AS amount_usd,
+    m.stage,
+    u.stage_raw,
+    u.pipeline,
+    coalesce(CAST(m.probability AS DOUBLE), u.source_probability) AS probability,
+    u.expected_close,
+    CASE WHEN u.is_closed THEN CAST(u.expected_close AS TIMESTAMP) END AS closed_at,
+    u.is_closed,
+    u.is_won,
+    u.lead_source,
+    CASE
+        WHEN u.amount * fx.usd_rate < 15000 THEN 'smb'
+        WHEN u.amount * fx.usd_rate < 100000 THEN 'mid_market'
+        WHEN u.amount * fx.usd_rate >= 100000 THEN 'enterprise'
+    END AS segment,
+    u.industry
+FROM unioned u
+LEFT JOIN seeds.stage_mappings m
+    ON m.source = u.source AND m.raw_stage = u.stage_raw
+LEFT JOIN seeds.currency_rates fx
+    ON fx.currency = u.currency
