@@ -45,12 +45,12 @@ fn invalid_sql_exits_2_with_line_and_column() {
     let out = revlake(
         dir.path(),
         &dir.path().join("lake"),
-        &["sql", "SELECT *\nFROM WHERE"],
+        &["sql", "SELECT *\nFROM staging.deals WHERE amount > > 1"],
     );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("invalid SQL") && err.contains("Line: 2"),
+        err.contains("invalid SQL") && err.contains("Line: 2, Column: 35"),
         "{err}"
     );
 }

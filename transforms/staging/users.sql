@@ -1,0 +1,72 @@
+-- staging.users: CRM users (reps, managers, owners), from Salesforce User (raw.salesforce_user)
+-- and the HubSpot owners. HubSpot exports owners only by name, so a HubSpot user is each
+-- distinct owner name found in raw.hubspot_deals (Deal owner), raw.hubspot_companies
+-- (Company owner) and raw.hubspot_contacts (Contact owner), per workspace, with source_id
+-- 'owner:<name>' (the key deals/accounts/contacts use for owner_id).
+WITH sf AS (
+    SELECT
+        u.workspace_id,
+        'salesforce' AS source,
+        CAST(u.id AS VARCHAR) AS source_id,
+        u.source_data,
+        CAST(u.created_date AS TIMESTAMP) AS created_at,
+        -- the User export has no LastModifiedDate: the creation is the last known change
+        CAST(u.created_date AS TIMESTAMP) AS updated_at,
+        coalesce(
+            nullif(CAST(u.name AS VARCHAR), ''),
+            nullif(trim(concat_ws(' ', CAST(u.first_name AS VARCHAR), CAST(u.last_name AS VARCHAR))), '')
+        ) AS name,
+        lower(trim(CAST(u.email AS VARCHAR))) AS email,
+        CAST(u.title AS VARCHAR) AS title,
+        uuid5(u.workspace_id, 'salesforce', nullif(trim(CAST(u.manager_id AS VARCHAR)), '')) AS manager_id,
+        CAST(u.is_active AS BOOLEAN) AS is_active
+    FROM raw.salesforce_user u
+),
+hs_names AS (
+    SELECT workspace_id, CAST(deal_owner AS VARCHAR) AS owner_name FROM raw.hubspot_deals
+    UNION ALL
+    SELECT workspace_id, CAST(company_owner AS VARCHAR) FROM raw.hubspot_companies
+    UNION ALL
+    SELECT workspace_id, CAST(contact_owner AS VARCHAR) FROM raw.hubspot_contacts
+),
+hs_owners AS (
+    SELECT workspace_id, owner_name
+    FROM hs_names
+    WHERE owner_name IS NOT NULL AND owner_name <> ''
+    GROUP BY workspace_id, owner_name
+),
+hs AS (
+    SELECT
+        workspace_id,
+        'hubspot' AS source,
+        'owner:' || owner_name AS source_id,
+        concat('{"owner":"', replace(replace(owner_name, '\', '\\'), '"', '\"'), '"}') AS source_data,
+        CAST(NULL AS TIMESTAMP) AS created_at,
+        CAST(NULL AS TIMESTAMP) AS updated_at,
+        owner_name AS name,
+        CAST(NULL AS VARCHAR) AS email,
+        CAST(NULL AS VARCHAR) AS title,
+        CAST(NULL AS VARCHAR) AS manager_id,
+        CAST(NULL AS BOOLEAN) AS is_active
+    FROM hs_owners
+),
+unioned AS (
+    SELECT * FROM sf
+    UNION ALL
+    SELECT * FROM hs
+)
+SELECT
+    u.workspace_id,
+    uuid5(u.workspace_id, u.source, u.source_id) AS id,
+    u.source,
+    u.source_id,
+    map([u.source], [u.source_id]) AS external_ids,
+    u.source_data,
+    u.created_at,
+    u.updated_at,
+    u.name,
+    u.email,
+    u.title,
+    u.manager_id,
+    u.is_active
+FROM unioned u
