@@ -19,11 +19,15 @@ WITH sf AS (
         CAST(o.close_date AS DATE) AS expected_close,
         CAST(o.is_closed AS BOOLEAN) AS is_closed,
         CAST(o.is_won AS BOOLEAN) AS is_won,
+        -- The export has only the close date; the exact time is in OpportunityHistory.
+        CAST(NULL AS TIMESTAMP) AS closed_at_exact,
         CAST(o.lead_source AS VARCHAR) AS lead_source,
         CAST(a.industry AS VARCHAR) AS industry
     FROM raw.salesforce_opportunity o
     LEFT JOIN raw.salesforce_account a
-        ON a.workspace_id = o.workspace_id AND a.id = o.account_id
+        ON a.workspace_id = o.workspace_id
+        AND a.id = o.account_id
+        AND NOT coalesce(CAST(a.is_deleted AS BOOLEAN), false)
     WHERE NOT coalesce(CAST(o.is_deleted AS BOOLEAN), false)
 ),
 hs AS (
@@ -36,7 +40,7 @@ hs AS (
         CAST(d.last_modified_date AS TIMESTAMP) AS updated_at,
         CAST(d.deal_name AS VARCHAR) AS name,
         uuid5(d.workspace_id, 'hubspot', split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)) AS account_id,
-        uuid5(d.workspace_id, 'hubspot', 'owner:' || CAST(d.deal_owner AS VARCHAR)) AS owner_id,
+        uuid5(d.workspace_id, 'hubspot', 'owner:' || nullif(CAST(d.deal_owner AS VARCHAR), '')) AS owner_id,
         CAST(d.amount AS DOUBLE) AS amount,
         'USD' AS currency,
         CAST(d.deal_stage AS VARCHAR) AS stage_raw,
@@ -45,6 +49,10 @@ hs AS (
         CAST(d.close_date AS DATE) AS expected_close,
         CAST(d.is_deal_closed AS BOOLEAN) AS is_closed,
         CAST(d.is_closed_won AS BOOLEAN) AS is_won,
+        coalesce(
+            CAST(d.date_entered_closed_won_sales_pipeline AS TIMESTAMP),
+            CAST(d.date_entered_closed_lost_sales_pipeline AS TIMESTAMP)
+        ) AS closed_at_exact,
         CAST(d.lead_source AS VARCHAR) AS lead_source,
         CAST(c.industry AS VARCHAR) AS industry
     FROM raw.hubspot_deals d
@@ -77,7 +85,9 @@ SELECT
     u.pipeline,
     coalesce(CAST(m.probability AS DOUBLE), u.source_probability) AS probability,
     u.expected_close,
-    CASE WHEN u.is_closed THEN CAST(u.expected_close AS TIMESTAMP) END AS closed_at,
+    CASE
+        WHEN u.is_closed THEN coalesce(u.closed_at_exact, CAST(u.expected_close AS TIMESTAMP))
+    END AS closed_at,
     u.is_closed,
     u.is_won,
     u.lead_source,
