@@ -41,13 +41,13 @@ pub enum LakeError {
         dataset: DatasetRef,
         url: String,
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     #[error("query planning on {dataset} failed: {source}")]
     Plan {
         dataset: DatasetRef,
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
     #[error("listing lake `{url}` failed: {source}")]
     List {
@@ -62,7 +62,7 @@ impl LakeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LakeError::Delta { source, .. } => matches!(
-                source,
+                source.as_ref(),
                 deltalake::DeltaTableError::ObjectStore { .. }
                     | deltalake::DeltaTableError::Transaction { .. }
                     | deltalake::DeltaTableError::VersionAlreadyExists(_)

@@ -143,7 +143,7 @@ impl Lake {
                 operation: "open",
                 dataset: dataset.clone(),
                 url: url.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         let builder = match &self.memory {
             Some(store) => builder.with_storage_backend(store.clone(), url),

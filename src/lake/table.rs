@@ -23,18 +23,18 @@ impl FromStr for AsOf {
     /// `12` (a version), `2025-06-30T12:00:00Z` (RFC 3339) or `2025-06-30` (end of that UTC day).
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
-        if let Ok(v) = s.parse::<i64>() {
-            if v >= 0 {
-                return Ok(AsOf::Version(v));
-            }
+        if let Ok(v) = s.parse::<i64>()
+            && v >= 0
+        {
+            return Ok(AsOf::Version(v));
         }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Ok(AsOf::Timestamp(t.with_timezone(&Utc)));
         }
-        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            if let Some(t) = d.and_hms_milli_opt(23, 59, 59, 999) {
-                return Ok(AsOf::Timestamp(t.and_utc()));
-            }
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            && let Some(t) = d.and_hms_milli_opt(23, 59, 59, 999)
+        {
+            return Ok(AsOf::Timestamp(t.and_utc()));
         }
         Err(LakeError::BadAsOf {
             input: s.to_string(),
@@ -200,7 +200,7 @@ impl Lake {
             operation,
             dataset: dataset.clone(),
             url: self.table_url(dataset).to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -146,7 +146,7 @@ impl WriteBuilder {
             input_frame(&ctx, input, rows.clone(), input_failed.clone()).map_err(|source| {
                 LakeError::Plan {
                     dataset: dataset.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
 
@@ -543,7 +543,7 @@ fn conform(
     }
     source.select(exprs).map_err(|source| LakeError::Plan {
         dataset: dataset.clone(),
-        source,
+        source: Box::new(source),
     })
 }
 

@@ -24,12 +24,12 @@ pub enum SqlError {
     #[error("query error: {source}")]
     Plan {
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
     #[error("query failed while running: {source}")]
     Execution {
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
     #[error(transparent)]
     Lake(#[from] LakeError),
@@ -37,7 +37,7 @@ pub enum SqlError {
     Seed {
         path: String,
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
     #[error("{path}: {message}")]
     Model { path: String, message: String },

@@ -196,7 +196,9 @@ pub async fn run_models(
         let stream = df
             .execute_stream()
             .await
-            .map_err(|source| SqlError::Execution { source })?;
+            .map_err(|source| SqlError::Execution {
+                source: Box::new(source),
+            })?;
         let mode = match workspace {
             Some(ws) => WriteMode::OverwriteWorkspace(ws.clone()),
             None => WriteMode::Overwrite,

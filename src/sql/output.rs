@@ -35,7 +35,9 @@ pub async fn write_result(
     let mut stream = df
         .execute_stream()
         .await
-        .map_err(|source| SqlError::Execution { source })?;
+        .map_err(|source| SqlError::Execution {
+            source: Box::new(source),
+        })?;
     let io = |e: &dyn std::fmt::Display| SqlError::Output {
         path: "output".into(),
         reason: e.to_string(),
@@ -45,7 +47,9 @@ pub async fn write_result(
         Format::Table => {
             let mut batches: Vec<RecordBatch> = Vec::new();
             while let Some(b) = stream.next().await {
-                let b = b.map_err(|source| SqlError::Execution { source })?;
+                let b = b.map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
                 rows += b.num_rows() as u64;
                 batches.push(b);
             }
@@ -64,7 +68,9 @@ pub async fn write_result(
                 .build(&mut *out);
             let mut any = false;
             while let Some(b) = stream.next().await {
-                let b = b.map_err(|source| SqlError::Execution { source })?;
+                let b = b.map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
                 rows += b.num_rows() as u64;
                 w.write(&b).map_err(|e| io(&e))?;
                 any = true;
@@ -77,7 +83,9 @@ pub async fn write_result(
         Format::Json => {
             let mut w = arrow::json::ArrayWriter::new(&mut *out);
             while let Some(b) = stream.next().await {
-                let b = b.map_err(|source| SqlError::Execution { source })?;
+                let b = b.map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
                 rows += b.num_rows() as u64;
                 w.write(&b).map_err(|e| io(&e))?;
             }
@@ -91,7 +99,9 @@ pub async fn write_result(
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut *out, schema, None)
                 .map_err(|e| io(&e))?;
             while let Some(b) = stream.next().await {
-                let b = b.map_err(|source| SqlError::Execution { source })?;
+                let b = b.map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
                 rows += b.num_rows() as u64;
                 w.write(&b).map_err(|e| io(&e))?;
             }

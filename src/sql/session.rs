@@ -49,14 +49,16 @@ impl SqlSession {
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| SqlError::Execution {
-                source: DataFusionError::Internal("default catalog missing".into()),
+                source: Box::new(DataFusionError::Internal("default catalog missing".into())),
             })?;
         let mut schemas = Vec::new();
         for layer in Layer::ALL {
             let schema = Arc::new(MemorySchemaProvider::new());
             catalog
                 .register_schema(layer.as_str(), schema.clone())
-                .map_err(|source| SqlError::Execution { source })?;
+                .map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
             schemas.push((layer, schema));
         }
         super::udf::register(&ctx);
@@ -78,7 +80,9 @@ impl SqlSession {
             let provider = table
                 .table_provider()
                 .await
-                .map_err(|source| SqlError::Execution { source })?;
+                .map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
             let provider = match &options.workspace {
                 Some(ws) => scoped(&dataset, provider, ws)?,
                 None => provider,
@@ -86,7 +90,9 @@ impl SqlSession {
             if let Some((_, schema)) = schemas.iter().find(|(l, _)| *l == dataset.layer) {
                 schema
                     .register_table(dataset.table.clone(), provider)
-                    .map_err(|source| SqlError::Execution { source })?;
+                    .map_err(|source| SqlError::Execution {
+                        source: Box::new(source),
+                    })?;
             }
             tables.push(dataset);
         }
@@ -122,7 +128,9 @@ impl SqlSession {
         }
         match e {
             DataFusionError::SQL(..) => SqlError::Parse { message },
-            source => SqlError::Plan { source },
+            source => SqlError::Plan {
+                source: Box::new(source),
+            },
         }
     }
 }
@@ -135,11 +143,13 @@ async fn register_seeds(ctx: &SessionContext, dir: &std::path::Path) -> Result<(
     let catalog = ctx
         .catalog("datafusion")
         .ok_or_else(|| SqlError::Execution {
-            source: DataFusionError::Internal("default catalog missing".into()),
+            source: Box::new(DataFusionError::Internal("default catalog missing".into())),
         })?;
     catalog
         .register_schema("seeds", Arc::new(MemorySchemaProvider::new()))
-        .map_err(|source| SqlError::Execution { source })?;
+        .map_err(|source| SqlError::Execution {
+            source: Box::new(source),
+        })?;
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "csv"))
@@ -157,7 +167,7 @@ async fn register_seeds(ctx: &SessionContext, dir: &std::path::Path) -> Result<(
         .await
         .map_err(|source| SqlError::Seed {
             path: path.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(())
@@ -177,7 +187,9 @@ fn scoped(
             )
         })
         .and_then(|b| b.build())
-        .map_err(|source| SqlError::Execution { source })?;
+        .map_err(|source| SqlError::Execution {
+            source: Box::new(source),
+        })?;
     Ok(Arc::new(ViewTable::new(plan, None)))
 }
 

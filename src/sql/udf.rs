@@ -112,8 +112,7 @@ mod tests {
         let batch = &df.collect().await.unwrap()[0];
         let col = |i: usize| {
             let a = arrow::compute::cast(batch.column(i), &DataType::Utf8).unwrap();
-            let s = a.as_any().downcast_ref::<StringArray>().unwrap().clone();
-            s
+            a.as_any().downcast_ref::<StringArray>().unwrap().clone()
         };
         assert_eq!(col(0).value(0), col(1).value(0));
         assert_ne!(col(0).value(0), col(2).value(0));

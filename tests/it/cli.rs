@@ -156,3 +156,82 @@ fn the_demo_lands_exports_builds_staging_and_answers_sql() {
     let body = std::fs::read_to_string(&csv).unwrap();
     assert!(body.starts_with("source,n\nhubspot,"), "{body}");
 }
+
+/// A CSV of `rows` deals with an id, a stage and an amount.
+fn big_csv(path: &Path, rows: usize, tag: &str) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "Id,StageName,Amount,Note").unwrap();
+    for i in 0..rows {
+        writeln!(
+            f,
+            "{tag}{i:08},Prospecting,{}.5,\"a note, with a comma\"",
+            i % 1000
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn an_import_killed_at_any_moment_leaves_the_old_or_the_new_version_never_a_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let small = dir.path().join("small.csv");
+    big_csv(&small, 1_000, "old");
+    let out = revlake(
+        dir.path(),
+        &lake,
+        &[
+            "import",
+            small.to_str().unwrap(),
+            "--dataset",
+            "raw.crm_deals",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let big = dir.path().join("big.csv");
+    big_csv(&big, 400_000, "new");
+    for delay_ms in [150u64, 600, 1500] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_revlake"))
+            .arg("--project")
+            .arg(dir.path())
+            .arg("--lake")
+            .arg(&lake)
+            .args([
+                "-q",
+                "import",
+                big.to_str().unwrap(),
+                "--dataset",
+                "raw.crm_deals",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL: no cleanup runs
+        let _ = child.wait();
+        let out = revlake(
+            dir.path(),
+            &lake,
+            &[
+                "sql",
+                "SELECT count(*) AS n, sum(CASE WHEN id LIKE 'old%' THEN 1 ELSE 0 END) AS old FROM raw.crm_deals",
+                "--format",
+                "csv",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "after kill at {delay_ms} ms: {}",
+            text(&out.stderr)
+        );
+        let body = text(&out.stdout);
+        let line = body.lines().nth(1).unwrap().to_string();
+        assert!(
+            line == "1000,1000" || line == "400000,0",
+            "after a kill at {delay_ms} ms the table holds a mix: {line}"
+        );
+    }
+}
