@@ -150,6 +150,10 @@ impl WriteBuilder {
                 }
             })?;
 
+        if self.mode == WriteMode::Merge {
+            // Refuse before anything is created or written.
+            self.merge_key()?;
+        }
         let existing = self.lake.try_load(&dataset).await?;
         let target = self.target_schema(existing.as_ref())?;
         let source = conform(
@@ -196,7 +200,12 @@ impl WriteBuilder {
         let result: std::result::Result<DeltaTable, DeltaTableError> = match &self.mode {
             WriteMode::Merge if has_data(&table) => {
                 let key = self.merge_key()?;
-                merge(table, source, &key, evolve, commit, state).await
+                // Delta's merge reads its source more than once (file pruning, then the join),
+                // so a streamed input is materialized first.
+                match materialize(&ctx, source).await {
+                    Ok(source) => merge(table, source, &key, evolve, commit, state).await,
+                    Err(e) => Err(DeltaTableError::from(e)),
+                }
             }
             mode => {
                 let (save, predicate) = match mode {
@@ -207,10 +216,6 @@ impl WriteBuilder {
                         Some(col(WORKSPACE_COLUMN).eq(lit(ws.as_str()))),
                     ),
                 };
-                if matches!(mode, WriteMode::Merge) {
-                    // The first merge into an empty table is an insert; the key is still required.
-                    self.merge_key()?;
-                }
                 let mut op = table
                     .write(Vec::new())
                     .with_input_plan(source.into_unoptimized_plan())
@@ -327,6 +332,13 @@ impl std::future::IntoFuture for WriteBuilder {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// The rows of `df` held in memory, as a frame that can be scanned any number of times.
+async fn materialize(ctx: &SessionContext, df: DataFrame) -> datafusion::error::Result<DataFrame> {
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    ctx.read_table(Arc::new(MemTable::try_new(schema, vec![batches])?))
 }
 
 /// Whether the table has ever committed data files (a table created empty merges by insert).

@@ -432,3 +432,45 @@ async fn tables_report_versions_rows_and_workspaces() {
     assert_eq!(info.workspaces.get("a"), Some(&2));
     assert_eq!(info.workspaces.get("b"), Some(&1));
 }
+
+#[tokio::test]
+async fn a_streamed_merge_upserts_like_a_batch_merge() {
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    let lake = memory_lake().await;
+    let ds: DatasetRef = "staging.deals".parse().unwrap();
+    let schema = deals_schema("staging.deals");
+    let stream = |rows: Vec<(&'static str, &'static str, &'static str, f64)>| {
+        let batch = deals(&rows);
+        Box::pin(RecordBatchStreamAdapter::new(
+            arrow_schema(),
+            futures::stream::iter(vec![Ok(batch)]),
+        ))
+    };
+    lake.write(ds.clone())
+        .with_schema(Some(&schema))
+        .with_mode(WriteMode::Merge)
+        .with_stream(stream(vec![
+            ("a", "1", "lead", 1.0),
+            ("a", "2", "lead", 2.0),
+        ]))
+        .await
+        .unwrap();
+    let out = lake
+        .write(ds.clone())
+        .with_schema(Some(&schema))
+        .with_mode(WriteMode::Merge)
+        .with_stream(stream(vec![
+            ("a", "2", "demo", 20.0),
+            ("a", "3", "lead", 3.0),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(out.rows, 2);
+    let s = SqlSession::open(&lake, &SessionOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&s, "SELECT id, stage, amount FROM staging.deals").await,
+        ["1,lead,1.0", "2,demo,20.0", "3,lead,3.0"]
+    );
+}
