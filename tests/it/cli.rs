@@ -235,3 +235,58 @@ fn an_import_killed_at_any_moment_leaves_the_old_or_the_new_version_never_a_mix(
         );
     }
 }
+
+#[test]
+fn records_that_cannot_land_are_quarantined_with_their_line_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let csv = dir.path().join("deals.csv");
+    std::fs::write(
+        &csv,
+        "Id,StageName,Amount\nd1,Prospecting,10\nd2,Prospecting\nd3,\"Closed Won\",30\n",
+    )
+    .unwrap();
+    let out = revlake(
+        dir.path(),
+        &lake,
+        &[
+            "import",
+            csv.to_str().unwrap(),
+            "--dataset",
+            "raw.crm_deals",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("2 rows landed") && text(&out.stdout).contains("1 quarantined"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = revlake(
+        dir.path(),
+        &lake,
+        &[
+            "sql",
+            "SELECT dataset, line, reason, record FROM ops.quarantine",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = text(&out.stdout);
+    assert!(
+        body.contains("raw.crm_deals,3,\"expected 3 fields, found 2\",\"d2,Prospecting\""),
+        "{body}"
+    );
+    let out = revlake(
+        dir.path(),
+        &lake,
+        &[
+            "sql",
+            "SELECT id FROM raw.crm_deals ORDER BY id",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(text(&out.stdout), "id\nd1\nd3\n");
+}
