@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands: each file parses its arguments, calls the library and
 //! prints. No logic lives here beyond that.
 
+mod bench;
 mod demo;
 mod generate;
 mod import;
@@ -86,6 +87,7 @@ pub enum Command {
     Connect(sources::ConnectArgs),
     Sync(sync::SyncArgs),
     Demo(demo::DemoArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -106,6 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Command::Connect(a) => sources::connect(&args.global, a).await,
             Command::Sync(a) => sync::run(&args.global, a).await,
             Command::Demo(a) => demo::run(&args.global, a).await,
+            Command::Bench(a) => bench::run(&args.global, a).await,
         }
     })
 }

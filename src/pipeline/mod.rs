@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::lake::{DatasetRef, Lake, Layer, WorkspaceId};
 use crate::project::Project;
-use crate::sources::file::{CsvImport, ImportOutcome, ImportStrategy, import_csv};
+use crate::sources::file::{
+    FileError, FileFormat, ImportOutcome, ImportStrategy, ObjectMap, import_file,
+};
 use crate::sources::{SourceError, naming::snake_case};
 use crate::sql::SqlError;
 use crate::sql::models::{ModelDag, ModelRun, run_models};
@@ -14,18 +16,26 @@ use crate::sql::models::{ModelDag, ModelRun, run_models};
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("extract stage: {0}")]
-    Extract(#[from] SourceError),
+    Extract(Box<SourceError>),
+    #[error("extract stage: {0}")]
+    Import(#[from] FileError),
     #[error("transform stage: {0}")]
     Transform(#[from] SqlError),
     #[error("{}: {reason}", path.display())]
     Input { path: PathBuf, reason: String },
 }
 
+impl From<SourceError> for PipelineError {
+    fn from(e: SourceError) -> Self {
+        PipelineError::Extract(Box::new(e))
+    }
+}
+
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
-/// The export files found in `dir`: `<dir>/<source>/<Object>.csv` lands as
-/// `raw.<source>_<object>` (snake_case), e.g. `salesforce/OpportunityHistory.csv` →
-/// `raw.salesforce_opportunity_history`.
+/// The export files found in `dir`: `<dir>/<source>/<Object>.<ext>` (any format
+/// [`FileFormat`] reads: csv, tsv, json, ndjson, xlsx) lands as `raw.<source>_<object>`
+/// (snake_case), e.g. `salesforce/OpportunityHistory.csv` → `raw.salesforce_opportunity_history`.
 pub fn export_files(dir: &Path) -> Result<Vec<(PathBuf, DatasetRef)>> {
     let input_err = |reason: String| PipelineError::Input {
         path: dir.to_path_buf(),
@@ -37,10 +47,7 @@ pub fn export_files(dir: &Path) -> Result<Vec<(PathBuf, DatasetRef)>> {
         let source_name = snake_case(&source.file_name().to_string_lossy());
         let files = std::fs::read_dir(source.path()).map_err(|e| input_err(e.to_string()))?;
         for file in files.filter_map(|e| e.ok().map(|e| e.path())) {
-            if !file
-                .extension()
-                .is_some_and(|x| x.eq_ignore_ascii_case("csv"))
-            {
+            if !file.is_file() || FileFormat::from_path(&file).is_err() {
                 continue;
             }
             let object = snake_case(&file.file_stem().unwrap_or_default().to_string_lossy());
@@ -53,7 +60,9 @@ pub fn export_files(dir: &Path) -> Result<Vec<(PathBuf, DatasetRef)>> {
     Ok(found)
 }
 
-/// Lands every export file of `dir` into its raw table (replacing the workspace's rows).
+/// Lands every export file of `dir` into its raw table (replacing the workspace's rows), each
+/// an import batch. Files of a known vendor object (`salesforce/Opportunity.csv`,
+/// `hubspot/deals.csv`) get its header map: export labels land as the API's names.
 pub async fn land_exports(
     lake: &Lake,
     dir: &Path,
@@ -63,18 +72,14 @@ pub async fn land_exports(
 ) -> Result<Vec<ImportOutcome>> {
     let mut outcomes = Vec::new();
     for (path, dataset) in export_files(dir)? {
-        let outcome = import_csv(
-            lake,
-            &CsvImport {
-                path,
-                dataset,
-                workspace: workspace.clone(),
-                strategy: ImportStrategy::Replace,
-                key: Vec::new(),
-                sync_id: sync_id.to_string(),
-            },
-        )
-        .await?;
+        // The built-in map of the table's object, if it is one (`raw.hubspot_deals`).
+        let object = ObjectMap::for_dataset(&dataset)?.map(|m| m.name());
+        let outcome = import_file(lake, path.display().to_string(), workspace.clone())
+            .with_dataset(dataset)
+            .with_object(object)
+            .with_strategy(ImportStrategy::Replace)
+            .with_sync_id(sync_id)
+            .await?;
         on_done(&outcome);
         outcomes.push(outcome);
     }

@@ -22,17 +22,18 @@ hs AS (
     SELECT
         c.workspace_id,
         'hubspot' AS source,
-        CAST(c.record_id AS VARCHAR) AS source_id,
+        CAST(c.hs_object_id AS VARCHAR) AS source_id,
         c.source_data,
-        CAST(c.create_date AS TIMESTAMP) AS created_at,
-        CAST(c.last_modified_date AS TIMESTAMP) AS updated_at,
-        CAST(c.company_name AS VARCHAR) AS name,
-        CAST(c.company_domain_name AS VARCHAR) AS web,
+        CAST(c.createdate AS TIMESTAMP) AS created_at,
+        CAST(c.hs_lastmodifieddate AS TIMESTAMP) AS updated_at,
+        CAST(c.name AS VARCHAR) AS name,
+        CAST(c.domain AS VARCHAR) AS web,
         CAST(c.industry AS VARCHAR) AS industry,
-        CAST(CAST(c.number_of_employees AS DOUBLE) AS BIGINT) AS employee_count,
-        CAST(c.annual_revenue AS DOUBLE) AS annual_revenue,
-        -- HubSpot exports owners by name; staging.users keys them as 'owner:<name>'.
-        uuid5(c.workspace_id, 'hubspot', 'owner:' || nullif(CAST(c.company_owner AS VARCHAR), '')) AS owner_id
+        CAST(CAST(c.numberofemployees AS DOUBLE) AS BIGINT) AS employee_count,
+        CAST(c.annualrevenue AS DOUBLE) AS annual_revenue,
+        -- HubSpot exports fill hubspot_owner_id with the owner's name; staging.users keys
+        -- them as 'owner:<name>'.
+        uuid5(c.workspace_id, 'hubspot', 'owner:' || nullif(CAST(c.hubspot_owner_id AS VARCHAR), '')) AS owner_id
     FROM raw.hubspot_companies c
 ),
 unioned AS (

@@ -1,6 +1,6 @@
 -- staging.contacts: people at accounts, one row per source record, from Salesforce Contact
 -- (raw.salesforce_contact, deleted rows skipped) and HubSpot contacts (raw.hubspot_contacts,
--- account from "Associated Company ID"). Emails are lowercased; `role` stays null here
+-- account from `associatedcompanyid`). Emails are lowercased; `role` stays null here
 -- (buying roles are per deal, in staging.deal_contacts).
 WITH sf AS (
     SELECT
@@ -22,15 +22,15 @@ hs AS (
     SELECT
         c.workspace_id,
         'hubspot' AS source,
-        CAST(c.record_id AS VARCHAR) AS source_id,
+        CAST(c.hs_object_id AS VARCHAR) AS source_id,
         c.source_data,
-        CAST(c.create_date AS TIMESTAMP) AS created_at,
-        CAST(c.last_modified_date AS TIMESTAMP) AS updated_at,
-        uuid5(c.workspace_id, 'hubspot', nullif(trim(CAST(c.associated_company_id AS VARCHAR)), '')) AS account_id,
-        CAST(c.first_name AS VARCHAR) AS first_name,
-        CAST(c.last_name AS VARCHAR) AS last_name,
+        CAST(c.createdate AS TIMESTAMP) AS created_at,
+        CAST(c.lastmodifieddate AS TIMESTAMP) AS updated_at,
+        uuid5(c.workspace_id, 'hubspot', nullif(trim(CAST(c.associatedcompanyid AS VARCHAR)), '')) AS account_id,
+        CAST(c.firstname AS VARCHAR) AS first_name,
+        CAST(c.lastname AS VARCHAR) AS last_name,
         nullif(lower(trim(CAST(c.email AS VARCHAR))), '') AS email,
-        CAST(c.job_title AS VARCHAR) AS title
+        CAST(c.jobtitle AS VARCHAR) AS title
     FROM raw.hubspot_contacts c
 ),
 unioned AS (

@@ -1,6 +1,7 @@
 -- staging.deal_stage_history: one row per stage a deal entered, from Salesforce
 -- OpportunityHistory (rows that do not change the stage, e.g. amount edits, are skipped) and
--- HubSpot's "Date entered <stage>" properties (HubSpot keeps the latest entry per stage).
+-- HubSpot's `hs_v2_date_entered_<stage id>` properties (exports' "Date entered <stage>"
+-- columns; HubSpot keeps the latest entry per stage).
 WITH sf_rows AS (
     SELECT
         h.workspace_id,
@@ -26,19 +27,19 @@ sf AS (
     WHERE previous_raw IS NULL OR previous_raw <> stage_raw
 ),
 hs_entered AS (
-    SELECT workspace_id, CAST(record_id AS VARCHAR) AS deal_source_id, 'Appointment Scheduled' AS stage_raw, CAST(date_entered_appointment_scheduled_sales_pipeline AS TIMESTAMP) AS entered_at, source_data, CAST(last_modified_date AS TIMESTAMP) AS updated_at FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hs_object_id AS VARCHAR) AS deal_source_id, 'Appointment Scheduled' AS stage_raw, CAST(hs_v2_date_entered_appointmentscheduled AS TIMESTAMP) AS entered_at, source_data, CAST(hs_lastmodifieddate AS TIMESTAMP) AS updated_at FROM raw.hubspot_deals
     UNION ALL
-    SELECT workspace_id, CAST(record_id AS VARCHAR), 'Qualified To Buy', CAST(date_entered_qualified_to_buy_sales_pipeline AS TIMESTAMP), source_data, CAST(last_modified_date AS TIMESTAMP) FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hs_object_id AS VARCHAR), 'Qualified To Buy', CAST(hs_v2_date_entered_qualifiedtobuy AS TIMESTAMP), source_data, CAST(hs_lastmodifieddate AS TIMESTAMP) FROM raw.hubspot_deals
     UNION ALL
-    SELECT workspace_id, CAST(record_id AS VARCHAR), 'Presentation Scheduled', CAST(date_entered_presentation_scheduled_sales_pipeline AS TIMESTAMP), source_data, CAST(last_modified_date AS TIMESTAMP) FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hs_object_id AS VARCHAR), 'Presentation Scheduled', CAST(hs_v2_date_entered_presentationscheduled AS TIMESTAMP), source_data, CAST(hs_lastmodifieddate AS TIMESTAMP) FROM raw.hubspot_deals
     UNION ALL
-    SELECT workspace_id, CAST(record_id AS VARCHAR), 'Decision Maker Bought-In', CAST(date_entered_decision_maker_bought_in_sales_pipeline AS TIMESTAMP), source_data, CAST(last_modified_date AS TIMESTAMP) FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hs_object_id AS VARCHAR), 'Decision Maker Bought-In', CAST(hs_v2_date_entered_decisionmakerboughtin AS TIMESTAMP), source_data, CAST(hs_lastmodifieddate AS TIMESTAMP) FROM raw.hubspot_deals
     UNION ALL
-    SELECT workspace_id, CAST(record_id AS VARCHAR), 'Contract Sent', CAST(date_entered_contract_sent_sales_pipeline AS TIMESTAMP), source_data, CAST(last_modified_date AS TIMESTAMP) FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hs_object_id AS VARCHAR), 'Contract Sent', CAST(hs_v2_date_entered_contractsent AS TIMESTAMP), source_data, CAST(hs_lastmodifieddate AS TIMESTAMP) FROM raw.hubspot_deals
     UNION ALL
-    SELECT workspace_id, CAST(record_id AS VARCHAR), 'Closed Won', CAST(date_entered_closed_won_sales_pipeline AS TIMESTAMP), source_data, CAST(last_modified_date AS TIMESTAMP) FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hs_object_id AS VARCHAR), 'Closed Won', CAST(hs_v2_date_entered_closedwon AS TIMESTAMP), source_data, CAST(hs_lastmodifieddate AS TIMESTAMP) FROM raw.hubspot_deals
     UNION ALL
-    SELECT workspace_id, CAST(record_id AS VARCHAR), 'Closed Lost', CAST(date_entered_closed_lost_sales_pipeline AS TIMESTAMP), source_data, CAST(last_modified_date AS TIMESTAMP) FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hs_object_id AS VARCHAR), 'Closed Lost', CAST(hs_v2_date_entered_closedlost AS TIMESTAMP), source_data, CAST(hs_lastmodifieddate AS TIMESTAMP) FROM raw.hubspot_deals
 ),
 hs AS (
     SELECT

@@ -34,31 +34,32 @@ hs AS (
     SELECT
         d.workspace_id,
         'hubspot' AS source,
-        CAST(d.record_id AS VARCHAR) AS source_id,
+        CAST(d.hs_object_id AS VARCHAR) AS source_id,
         d.source_data,
-        CAST(d.create_date AS TIMESTAMP) AS created_at,
-        CAST(d.last_modified_date AS TIMESTAMP) AS updated_at,
-        CAST(d.deal_name AS VARCHAR) AS name,
+        CAST(d.createdate AS TIMESTAMP) AS created_at,
+        CAST(d.hs_lastmodifieddate AS TIMESTAMP) AS updated_at,
+        CAST(d.dealname AS VARCHAR) AS name,
         uuid5(d.workspace_id, 'hubspot', split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)) AS account_id,
-        uuid5(d.workspace_id, 'hubspot', 'owner:' || nullif(CAST(d.deal_owner AS VARCHAR), '')) AS owner_id,
+        -- exports fill hubspot_owner_id with the owner's name; staging.users keys it 'owner:<name>'
+        uuid5(d.workspace_id, 'hubspot', 'owner:' || nullif(CAST(d.hubspot_owner_id AS VARCHAR), '')) AS owner_id,
         CAST(d.amount AS DOUBLE) AS amount,
         'USD' AS currency,
-        CAST(d.deal_stage AS VARCHAR) AS stage_raw,
+        CAST(d.dealstage AS VARCHAR) AS stage_raw,
         CAST(d.pipeline AS VARCHAR) AS pipeline,
         CAST(NULL AS DOUBLE) AS source_probability,
-        CAST(d.close_date AS DATE) AS expected_close,
-        CAST(d.is_deal_closed AS BOOLEAN) AS is_closed,
-        CAST(d.is_closed_won AS BOOLEAN) AS is_won,
+        CAST(d.closedate AS DATE) AS expected_close,
+        CAST(d.hs_is_closed AS BOOLEAN) AS is_closed,
+        CAST(d.hs_is_closed_won AS BOOLEAN) AS is_won,
         coalesce(
-            CAST(d.date_entered_closed_won_sales_pipeline AS TIMESTAMP),
-            CAST(d.date_entered_closed_lost_sales_pipeline AS TIMESTAMP)
+            CAST(d.hs_v2_date_entered_closedwon AS TIMESTAMP),
+            CAST(d.hs_v2_date_entered_closedlost AS TIMESTAMP)
         ) AS closed_at_exact,
         CAST(d.lead_source AS VARCHAR) AS lead_source,
         CAST(c.industry AS VARCHAR) AS industry
     FROM raw.hubspot_deals d
     LEFT JOIN raw.hubspot_companies c
         ON c.workspace_id = d.workspace_id
-        AND CAST(c.record_id AS VARCHAR) = split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)
+        AND CAST(c.hs_object_id AS VARCHAR) = split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)
 ),
 unioned AS (
     SELECT * FROM sf

@@ -1,8 +1,8 @@
 -- staging.users: CRM users (reps, managers, owners), from Salesforce User (raw.salesforce_user)
--- and the HubSpot owners. HubSpot exports owners only by name, so a HubSpot user is each
--- distinct owner name found in raw.hubspot_deals (Deal owner), raw.hubspot_companies
--- (Company owner) and raw.hubspot_contacts (Contact owner), per workspace, with source_id
--- 'owner:<name>' (the key deals/accounts/contacts use for owner_id).
+-- and the HubSpot owners. HubSpot exports owners only by name ("Deal owner", landed as
+-- `hubspot_owner_id`), so a HubSpot user is each distinct owner name found in the
+-- hubspot_owner_id of raw.hubspot_deals, raw.hubspot_companies and raw.hubspot_contacts, per
+-- workspace, with source_id 'owner:<name>' (the key deals/accounts/contacts use for owner_id).
 WITH sf AS (
     SELECT
         u.workspace_id,
@@ -23,11 +23,11 @@ WITH sf AS (
     FROM raw.salesforce_user u
 ),
 hs_names AS (
-    SELECT workspace_id, CAST(deal_owner AS VARCHAR) AS owner_name FROM raw.hubspot_deals
+    SELECT workspace_id, CAST(hubspot_owner_id AS VARCHAR) AS owner_name FROM raw.hubspot_deals
     UNION ALL
-    SELECT workspace_id, CAST(company_owner AS VARCHAR) FROM raw.hubspot_companies
+    SELECT workspace_id, CAST(hubspot_owner_id AS VARCHAR) FROM raw.hubspot_companies
     UNION ALL
-    SELECT workspace_id, CAST(contact_owner AS VARCHAR) FROM raw.hubspot_contacts
+    SELECT workspace_id, CAST(hubspot_owner_id AS VARCHAR) FROM raw.hubspot_contacts
 ),
 hs_owners AS (
     SELECT workspace_id, owner_name
