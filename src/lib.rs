@@ -14,6 +14,7 @@
 
 pub mod generate;
 pub mod lake;
+pub mod mining;
 pub mod pipeline;
 pub mod project;
 pub mod sources;

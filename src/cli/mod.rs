@@ -2,9 +2,12 @@
 //! prints. No logic lives here beyond that.
 
 mod bench;
+mod bench_mining;
 mod demo;
+mod eventlog;
 mod generate;
 mod import;
+mod mine;
 mod progress;
 mod run;
 mod sources;
@@ -88,6 +91,9 @@ pub enum Command {
     Sync(sync::SyncArgs),
     Demo(demo::DemoArgs),
     Bench(bench::BenchArgs),
+    Mine(mine::MineArgs),
+    ExportEventlog(eventlog::ExportEventlogArgs),
+    ImportEventlog(eventlog::ImportEventlogArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -109,6 +115,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Command::Sync(a) => sync::run(&args.global, a).await,
             Command::Demo(a) => demo::run(&args.global, a).await,
             Command::Bench(a) => bench::run(&args.global, a).await,
+            Command::Mine(a) => mine::run(&args.global, a).await,
+            Command::ExportEventlog(a) => eventlog::export(&args.global, a).await,
+            Command::ImportEventlog(a) => eventlog::import(&args.global, a).await,
         }
     })
 }

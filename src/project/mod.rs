@@ -34,6 +34,9 @@ pub struct PipelineFile {
     /// Named API connections (`[connections.NAME]`), synced by `revlake sync`.
     #[serde(default)]
     pub connections: BTreeMap<String, crate::sources::source::Connection>,
+    /// Process-mining settings (`[mining]`): context factors, bands, the smoothing prior.
+    #[serde(default)]
+    pub mining: crate::mining::MiningConfig,
 }
 
 fn default_workspace() -> String {

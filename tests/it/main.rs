@@ -6,6 +6,7 @@ mod connectors;
 mod files;
 mod hubspot;
 mod lake;
+mod mining;
 mod models;
 mod pipedrive;
 mod s3;

@@ -1,0 +1,411 @@
+//! Reading one workspace's mining input from the lake: the columns mining needs, streamed in
+//! Arrow batches and encoded to dense codes as they arrive (CPU work off the async runtime).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use futures::StreamExt;
+
+use super::config::{Factor, MiningConfig};
+use super::encode::{DealIndex, Dict, NONE16, NONE32, StrCol};
+use super::error::{MiningError, Result};
+use super::log::{Activities, Deals, Transitions, WorkspaceLog};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::lake::{AsOf, DatasetRef, Lake, LakeError, WorkspaceId};
+
+/// The datasets mining reads.
+const INPUTS: [&str; 4] = [
+    "staging.deals",
+    "staging.deal_contacts",
+    "staging.deal_stage_history",
+    "staging.activities",
+];
+
+/// A DataFusion session over just the datasets mining reads (opening only their Delta logs,
+/// not the whole lake's), at their latest versions or as of a version or time.
+pub struct Inputs {
+    ctx: SessionContext,
+    tables: Vec<DatasetRef>,
+}
+
+impl Inputs {
+    pub async fn open(lake: &Lake, as_of: Option<&AsOf>) -> Result<Self> {
+        // Large batches: fewer hand-offs to the encoders.
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(1 << 16));
+        let schema = Arc::new(MemorySchemaProvider::new());
+        let internal = |e: DataFusionError| MiningError::Read {
+            dataset: history_dataset(),
+            source: Box::new(e),
+        };
+        ctx.catalog("datafusion")
+            .ok_or_else(|| internal(DataFusionError::Internal("no default catalog".into())))?
+            .register_schema("staging", schema.clone())
+            .map_err(internal)?;
+        let mut tables = Vec::new();
+        for name in INPUTS {
+            let ds = dataset(name);
+            let table = match lake.load(&ds, as_of).await {
+                Ok(t) => t,
+                Err(
+                    LakeError::NoSuchDataset { .. }
+                    | LakeError::NoSuchVersion { .. }
+                    | LakeError::NoVersionAtTime { .. },
+                ) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(|source| lake.delta_err("register", &ds, source))?;
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|source| MiningError::Read {
+                    dataset: ds.clone(),
+                    source: Box::new(source),
+                })?;
+            schema
+                .register_table(ds.table.clone(), provider)
+                .map_err(|e| MiningError::Read {
+                    dataset: ds.clone(),
+                    source: Box::new(e),
+                })?;
+            tables.push(ds);
+        }
+        Ok(Self { ctx, tables })
+    }
+
+    /// The inputs that exist.
+    pub fn tables(&self) -> Vec<DatasetRef> {
+        self.tables.clone()
+    }
+
+    async fn query(&self, sql: &str, dataset: &DatasetRef) -> Result<DataFrame> {
+        self.ctx.sql(sql).await.map_err(|source| MiningError::Read {
+            dataset: dataset.clone(),
+            source: Box::new(source),
+        })
+    }
+}
+
+/// The workspaces with stage history, sorted.
+pub async fn history_workspaces(session: &Inputs) -> Result<Vec<WorkspaceId>> {
+    let dataset = history_dataset();
+    if !session.tables().contains(&dataset) {
+        return Ok(Vec::new());
+    }
+    let batches = collect(
+        session,
+        &dataset,
+        "SELECT DISTINCT CAST(workspace_id AS VARCHAR) AS w FROM staging.deal_stage_history ORDER BY w",
+    )
+    .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let col = StrCol::new(b.column(0).as_ref())
+            .ok_or_else(|| bad(&dataset, "workspace_id", "a string"))?;
+        for i in 0..col.len() {
+            if let Some(w) = col.get(i) {
+                out.push(WorkspaceId::new(w)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn history_dataset() -> DatasetRef {
+    "staging.deal_stage_history"
+        .parse()
+        .expect("a valid dataset name")
+}
+
+fn dataset(name: &str) -> DatasetRef {
+    name.parse().expect("a valid dataset name")
+}
+
+fn bad(dataset: &DatasetRef, column: &str, expected: &'static str) -> MiningError {
+    MiningError::BadColumn {
+        dataset: dataset.clone(),
+        column: column.to_string(),
+        expected,
+    }
+}
+
+async fn collect(session: &Inputs, dataset: &DatasetRef, sql: &str) -> Result<Vec<RecordBatch>> {
+    let df = session.query(sql, dataset).await?;
+    df.collect().await.map_err(|source| MiningError::Read {
+        dataset: dataset.clone(),
+        source: Box::new(source),
+    })
+}
+
+/// Loads the mining input of `workspace`: `staging.deals` (amount, lead source, industry,
+/// closed), the champion and blocker roles of `staging.deal_contacts`, the history, and, when
+/// the `engagement` factor is configured, activity times. Missing datasets other than the
+/// history read as empty.
+pub async fn load_workspace(
+    session: &Inputs,
+    workspace: &WorkspaceId,
+    config: &MiningConfig,
+) -> Result<WorkspaceLog> {
+    let started = std::time::Instant::now();
+    let tables = session.tables();
+    let ws = workspace.as_str();
+    let mut index = DealIndex::new();
+    let mut deals = Deals::default();
+
+    // Deals: one pass, in order, building the index.
+    let deals_ds = dataset("staging.deals");
+    if tables.contains(&deals_ds) {
+        let sql = format!(
+            "SELECT id, CAST(amount_usd AS DOUBLE) AS amount_usd, lead_source, industry, \
+             is_closed FROM staging.deals WHERE workspace_id = '{ws}'"
+        );
+        let batches = collect(session, &deals_ds, &sql).await?;
+        let (i, d) = tokio::task::spawn_blocking(move || -> Result<(DealIndex, Deals)> {
+            for b in &batches {
+                add_deals(&mut index, &mut deals, b, &deals_ds)?;
+            }
+            Ok((index, deals))
+        })
+        .await
+        .expect("the deal encoder does not panic")?;
+        index = i;
+        deals = d;
+    }
+    let known = index.len();
+    tracing::debug!(
+        workspace = ws,
+        deals = known,
+        seconds = started.elapsed().as_secs_f64(),
+        "read deals"
+    );
+    deals.count = known;
+
+    // Champion and blocker roles.
+    let contacts_ds = dataset("staging.deal_contacts");
+    if known > 0 && tables.contains(&contacts_ds) {
+        let sql = format!(
+            "SELECT deal_id, lower(role) AS role FROM staging.deal_contacts \
+             WHERE workspace_id = '{ws}' AND lower(role) IN ('champion', 'blocker')"
+        );
+        let batches = collect(session, &contacts_ds, &sql).await?;
+        for b in &batches {
+            let codes = index.probe(b.column(0).as_ref(), false)?;
+            let roles = StrCol::new(b.column(1).as_ref())
+                .ok_or_else(|| bad(&contacts_ds, "role", "a string"))?;
+            for (i, code) in codes.iter().enumerate() {
+                if *code == NONE32 || *code as usize >= known {
+                    continue;
+                }
+                match roles.get(i) {
+                    Some("champion") => deals.champion[*code as usize] = true,
+                    Some("blocker") => deals.blocker[*code as usize] = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    tracing::debug!(
+        workspace = ws,
+        seconds = started.elapsed().as_secs_f64(),
+        "read contact roles"
+    );
+    // The history, streamed and encoded batch by batch.
+    let history_ds = history_dataset();
+    let engagement = config.factors.contains(&Factor::Engagement);
+    if !tables.contains(&history_ds) {
+        // No history at all: an empty log (nothing to mine).
+        deals.count = index.len();
+        return Ok(WorkspaceLog {
+            workspace: ws.to_string(),
+            deals,
+            ..WorkspaceLog::default()
+        });
+    }
+    let sql = format!(
+        "SELECT deal_id, from_stage, to_stage, CAST(duration_days AS DOUBLE) AS duration_days{} \
+         FROM staging.deal_stage_history WHERE workspace_id = '{ws}'",
+        // Times are read only for the engagement factor.
+        if engagement { ", transitioned_at" } else { "" }
+    );
+    let mut stream = session
+        .query(&sql, &history_ds)
+        .await?
+        .execute_stream()
+        .await
+        .map_err(|source| MiningError::Read {
+            dataset: history_ds.clone(),
+            source: Box::new(source),
+        })?;
+    let mut state = Some((index, Dict::new(), Transitions::default()));
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|source| MiningError::Read {
+            dataset: history_ds.clone(),
+            source: Box::new(source),
+        })?;
+        let (mut index, mut stages, mut t) =
+            state.take().expect("state is put back after each batch");
+        let ds = history_ds.clone();
+        let ws_name = ws.to_string();
+        state = Some(
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                add_history(&mut index, &mut stages, &mut t, &batch, &ds).map_err(|e| match e {
+                    MiningError::TooManyStages { max, .. } => MiningError::TooManyStages {
+                        workspace: ws_name,
+                        max,
+                    },
+                    e => e,
+                })?;
+                Ok((index, stages, t))
+            })
+            .await
+            .expect("the history encoder does not panic")?,
+        );
+    }
+    let (mut index, stages, transitions) =
+        state.take().expect("state is put back after each batch");
+    deals.count = index.len();
+
+    tracing::debug!(
+        workspace = ws,
+        rows = transitions.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "read history"
+    );
+    // Activity times, only for the engagement factor.
+    let activities_ds = dataset("staging.activities");
+    let activities =
+        if config.factors.contains(&Factor::Engagement) && tables.contains(&activities_ds) {
+            let sql = format!(
+                "SELECT deal_id, occurred_at FROM staging.activities \
+             WHERE workspace_id = '{ws}' AND deal_id IS NOT NULL AND occurred_at IS NOT NULL"
+            );
+            let batches = collect(session, &activities_ds, &sql).await?;
+            let (mut codes, mut times) = (Vec::new(), Vec::new());
+            for b in &batches {
+                codes.extend(index.probe(b.column(0).as_ref(), false)?);
+                times.extend(micros(b.column(1).as_ref(), &activities_ds, "occurred_at")?);
+            }
+            let deals_n = index.len();
+            Some(
+                tokio::task::spawn_blocking(move || Activities::new(deals_n, &codes, &times))
+                    .await
+                    .expect("grouping activities does not panic"),
+            )
+        } else {
+            None
+        };
+    // The index is no longer needed; free it before mining.
+    drop(index);
+
+    Ok(WorkspaceLog {
+        workspace: ws.to_string(),
+        stages,
+        deals,
+        transitions,
+        activities,
+    })
+}
+
+/// Adds a batch of `staging.deals` rows (id, amount_usd, lead_source, industry, is_closed).
+fn add_deals(
+    index: &mut DealIndex,
+    deals: &mut Deals,
+    b: &RecordBatch,
+    ds: &DatasetRef,
+) -> Result<()> {
+    let codes = index.insert_all(b.column(0).as_ref())?;
+    let grow = index.len();
+    if deals.amount_usd.len() < grow {
+        let n = grow - deals.amount_usd.len();
+        deals.amount_usd.extend(std::iter::repeat_n(f64::NAN, n));
+        deals.lead_source.extend(std::iter::repeat_n(NONE16, n));
+        deals.industry.extend(std::iter::repeat_n(NONE16, n));
+        deals.champion.extend(std::iter::repeat_n(false, n));
+        deals.blocker.extend(std::iter::repeat_n(false, n));
+        deals.closed.extend(std::iter::repeat_n(false, n));
+    }
+    let amount = b
+        .column(1)
+        .as_primitive_opt::<arrow::datatypes::Float64Type>()
+        .ok_or_else(|| bad(ds, "amount_usd", "a number"))?;
+    let mut sources = Vec::with_capacity(b.num_rows());
+    deals
+        .lead_sources
+        .encode(b.column(2).as_ref(), &mut sources)?;
+    let mut industries = Vec::with_capacity(b.num_rows());
+    deals
+        .industries
+        .encode(b.column(3).as_ref(), &mut industries)?;
+    let closed =
+        cast(b.column(4), &DataType::Boolean).map_err(|_| bad(ds, "is_closed", "a boolean"))?;
+    let closed = closed.as_boolean();
+    for (i, code) in codes.iter().enumerate() {
+        if *code == NONE32 {
+            continue;
+        }
+        let c = *code as usize;
+        deals.amount_usd[c] = if amount.is_valid(i) {
+            amount.value(i)
+        } else {
+            f64::NAN
+        };
+        deals.lead_source[c] = sources[i];
+        deals.industry[c] = industries[i];
+        deals.closed[c] = closed.is_valid(i) && closed.value(i);
+    }
+    Ok(())
+}
+
+/// Adds a batch of history rows (deal_id, from_stage, to_stage, duration_days[, transitioned_at]).
+fn add_history(
+    index: &mut DealIndex,
+    stages: &mut Dict,
+    t: &mut Transitions,
+    b: &RecordBatch,
+    ds: &DatasetRef,
+) -> Result<()> {
+    t.deal.extend(index.probe(b.column(0).as_ref(), true)?);
+    stages.encode(b.column(1).as_ref(), &mut t.from)?;
+    stages.encode(b.column(2).as_ref(), &mut t.to)?;
+    let days = b
+        .column(3)
+        .as_primitive_opt::<arrow::datatypes::Float64Type>()
+        .ok_or_else(|| bad(ds, "duration_days", "a number"))?;
+    if days.null_count() == 0 {
+        t.days.extend_from_slice(days.values());
+    } else {
+        t.days.extend(days.iter().map(|d| d.unwrap_or(f64::NAN)));
+    }
+    if b.num_columns() > 4 {
+        t.at.extend(micros(b.column(4).as_ref(), ds, "transitioned_at")?);
+    }
+    Ok(())
+}
+
+/// A timestamp column as microseconds since the epoch (UTC); NULL as `i64::MIN`.
+fn micros(array: &dyn Array, ds: &DatasetRef, column: &str) -> Result<Vec<i64>> {
+    let cast_to = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let arr: Arc<dyn Array> = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => arrow::array::make_array(array.to_data()),
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+            cast(array, &cast_to).map_err(|_| bad(ds, column, "a timestamp"))?
+        }
+        _ => return Err(bad(ds, column, "a timestamp")),
+    };
+    let ts = arr
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(|| bad(ds, column, "a timestamp"))?;
+    Ok(if ts.null_count() == 0 {
+        ts.values().to_vec()
+    } else {
+        ts.iter().map(|v| v.unwrap_or(i64::MIN)).collect()
+    })
+}
