@@ -10,6 +10,7 @@ mod import;
 mod mine;
 mod progress;
 mod run;
+mod simulate;
 mod sources;
 mod sql;
 mod sync;
@@ -94,6 +95,7 @@ pub enum Command {
     Mine(mine::MineArgs),
     ExportEventlog(eventlog::ExportEventlogArgs),
     ImportEventlog(eventlog::ImportEventlogArgs),
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -118,6 +120,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Command::Mine(a) => mine::run(&args.global, a).await,
             Command::ExportEventlog(a) => eventlog::export(&args.global, a).await,
             Command::ImportEventlog(a) => eventlog::import(&args.global, a).await,
+            Command::Simulate(a) => simulate::run(&args.global, a).await,
         }
     })
 }

@@ -11,4 +11,5 @@ mod models;
 mod pipedrive;
 mod s3;
 mod salesforce;
+mod simulate;
 mod sql;

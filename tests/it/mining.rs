@@ -301,6 +301,14 @@ async fn mines_a_tiny_lake_into_the_three_marts() {
         "{keys:?}"
     );
 
+    // The simulator reads the marts as they are written (its contract: column names, keys).
+    let model =
+        revlake::simulate::model::ChainModel::from_marts(&lake, &WorkspaceId::new("tiny").unwrap())
+            .await
+            .unwrap();
+    assert!(model.low_confidence());
+    assert!(model.contexts().len() > 1);
+
     // Mining one workspace replaces only its rows.
     land_workspace(
         &lake,
