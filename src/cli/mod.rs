@@ -1,10 +1,12 @@
 //! Command-line parsing and the commands: each file parses its arguments, calls the library and
 //! prints. No logic lives here beyond that.
 
+mod backtest;
 mod bench;
 mod bench_mining;
 mod demo;
 mod eventlog;
+mod forecast;
 mod generate;
 mod import;
 mod mine;
@@ -96,6 +98,8 @@ pub enum Command {
     ExportEventlog(eventlog::ExportEventlogArgs),
     ImportEventlog(eventlog::ImportEventlogArgs),
     Simulate(simulate::SimulateArgs),
+    Forecast(forecast::ForecastArgs),
+    Backtest(backtest::BacktestArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -121,6 +125,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Command::ExportEventlog(a) => eventlog::export(&args.global, a).await,
             Command::ImportEventlog(a) => eventlog::import(&args.global, a).await,
             Command::Simulate(a) => simulate::run(&args.global, a).await,
+            Command::Forecast(a) => forecast::run(&args.global, a).await,
+            Command::Backtest(a) => backtest::run(&args.global, a).await,
         }
     })
 }

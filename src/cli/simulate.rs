@@ -154,7 +154,7 @@ fn days(v: Option<f64>) -> String {
     v.map_or("-".into(), |d| format!("{d:.0}"))
 }
 
-fn money(v: f64) -> String {
+pub(super) fn money(v: f64) -> String {
     let whole = v.round().abs() as u64;
     let digits = whole.to_string();
     let mut out = String::new();
@@ -167,13 +167,13 @@ fn money(v: f64) -> String {
     if v < -0.5 { format!("-{out}") } else { out }
 }
 
-fn pct(v: f64) -> String {
+pub(super) fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
 
 /// Prints rows under headers, each column as wide as its widest cell; columns of numbers are
 /// right-aligned, others (and the first) left-aligned.
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut width: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     let mut numeric = vec![true; headers.len()];
     numeric[0] = false;

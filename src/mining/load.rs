@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::config::{Factor, MiningConfig};
@@ -153,6 +154,26 @@ pub async fn load_workspace(
     workspace: &WorkspaceId,
     config: &MiningConfig,
 ) -> Result<WorkspaceLog> {
+    load_workspace_until(session, workspace, config, None).await
+}
+
+/// [`load_workspace`] as the history stood at `until` (event time, not table version): only
+/// stage changes and activities before it, and a deal counts as closed only if it closed
+/// before it. Deal attributes and contact roles are read as they are now.
+pub async fn load_workspace_until(
+    session: &Inputs,
+    workspace: &WorkspaceId,
+    config: &MiningConfig,
+    until: Option<DateTime<Utc>>,
+) -> Result<WorkspaceLog> {
+    // Epoch seconds compare the same whether the column carries a time zone or not.
+    let before = |column: &str| match until {
+        Some(t) => format!(
+            " AND date_part('epoch', {column}) < {}",
+            t.timestamp_micros() as f64 / 1e6
+        ),
+        None => String::new(),
+    };
     let started = std::time::Instant::now();
     let tables = session.tables();
     let ws = workspace.as_str();
@@ -162,9 +183,16 @@ pub async fn load_workspace(
     // Deals: one pass, in order, building the index.
     let deals_ds = dataset("staging.deals");
     if tables.contains(&deals_ds) {
+        let closed = match until {
+            Some(t) => format!(
+                "coalesce(is_closed AND date_part('epoch', closed_at) < {}, false)",
+                t.timestamp_micros() as f64 / 1e6
+            ),
+            None => "is_closed".to_string(),
+        };
         let sql = format!(
             "SELECT id, CAST(amount_usd AS DOUBLE) AS amount_usd, lead_source, industry, \
-             is_closed FROM staging.deals WHERE workspace_id = '{ws}'"
+             {closed} AS is_closed FROM staging.deals WHERE workspace_id = '{ws}'"
         );
         let batches = collect(session, &deals_ds, &sql).await?;
         let (i, d) = tokio::task::spawn_blocking(move || -> Result<(DealIndex, Deals)> {
@@ -231,9 +259,10 @@ pub async fn load_workspace(
     }
     let sql = format!(
         "SELECT deal_id, from_stage, to_stage, CAST(duration_days AS DOUBLE) AS duration_days{} \
-         FROM staging.deal_stage_history WHERE workspace_id = '{ws}'",
+         FROM staging.deal_stage_history WHERE workspace_id = '{ws}'{}",
         // Times are read only for the engagement factor.
-        if engagement { ", transitioned_at" } else { "" }
+        if engagement { ", transitioned_at" } else { "" },
+        before("transitioned_at")
     );
     let mut stream = session
         .query(&sql, &history_ds)
@@ -285,7 +314,8 @@ pub async fn load_workspace(
         if config.factors.contains(&Factor::Engagement) && tables.contains(&activities_ds) {
             let sql = format!(
                 "SELECT deal_id, occurred_at FROM staging.activities \
-             WHERE workspace_id = '{ws}' AND deal_id IS NOT NULL AND occurred_at IS NOT NULL"
+             WHERE workspace_id = '{ws}' AND deal_id IS NOT NULL AND occurred_at IS NOT NULL{}",
+                before("occurred_at")
             );
             let batches = collect(session, &activities_ds, &sql).await?;
             let (mut codes, mut times) = (Vec::new(), Vec::new());

@@ -71,7 +71,7 @@ pub use kernel::{
     BandRate, DENSE_CELLS, DfgRow, DurationRow, MatrixRow, MiningSummary, WorkspaceMining,
     mine_workspace,
 };
-pub use load::{Inputs, history_workspaces, load_workspace};
+pub use load::{Inputs, history_workspaces, load_workspace, load_workspace_until};
 pub use log::{Activities, DealFacts, Deals, LogBuilder, Transitions, WorkspaceLog};
 pub use marts::MartVersions;
 pub use order::{MoveKind, StageOrder};
@@ -187,6 +187,27 @@ pub async fn mine(
         mine_seconds,
         write_seconds: t.elapsed().as_secs_f64(),
     })
+}
+
+/// Mines one workspace's history as it stood at `until` (event time): only the stage changes
+/// and activities before it, deals closed only if they closed before it ([`load_workspace_until`]).
+/// Nothing is written: a model for a backtest, free of what happened after `until` except the
+/// deal attributes and contact roles, which are read as they are now.
+pub async fn mine_until(
+    lake: &Lake,
+    project: &Project,
+    config: &MiningConfig,
+    workspace: &WorkspaceId,
+    until: DateTime<Utc>,
+) -> Result<WorkspaceMining> {
+    let order = stage_order(project, config)?;
+    let session = Inputs::open(lake, None).await?;
+    let log = load_workspace_until(&session, workspace, config, Some(until)).await?;
+    drop(session);
+    let cfg = config.clone();
+    tokio::task::spawn_blocking(move || mine_workspace(&log, &cfg, &order))
+        .await
+        .expect("the mining kernels do not panic")
 }
 
 /// Writes `text` to `path` whole (a temporary file renamed into place).

@@ -176,6 +176,10 @@ pub(super) fn band_for(bands: &[Band], days: f64) -> Option<String> {
 
 /// The open deals of `workspace` at `as_of` (default: the latest stage change in its history,
 /// i.e. the data's own "now"), sorted by id, and the as-of time used.
+///
+/// An explicit `as_of` travels back in the stage history: the deals that were open then, each in
+/// the stage it was in and with the days it had spent there, and its last activity by then.
+/// Contact roles, amounts and other attributes are read as they are now.
 pub async fn load_open_deals(
     lake: &Lake,
     workspace: &WorkspaceId,
@@ -209,10 +213,13 @@ pub(super) async fn open_deals_in(
         }));
     }
     let history = has("staging.deal_stage_history");
+    // An explicit time is a time travel: each deal as its stage history stood then.
+    let rebuild = as_of.is_some() && history;
     let as_of = match as_of {
         Some(t) => t,
         None => data_as_of(session, history).await?,
     };
+    let now = as_of.timestamp_micros() as f64 / 1e6;
     let entered = if history {
         "SELECT deal_id, to_stage, max(transitioned_at) AS at \
          FROM staging.deal_stage_history GROUP BY deal_id, to_stage"
@@ -227,28 +234,66 @@ pub(super) async fn open_deals_in(
         "SELECT CAST(NULL AS VARCHAR) AS deal_id, CAST(NULL AS BOOLEAN) AS champion, \
          CAST(NULL AS BOOLEAN) AS blocker WHERE false"
     };
-    let touches = if has("staging.activities") {
-        "SELECT deal_id, max(occurred_at) AS last_touch FROM staging.activities \
-         WHERE deal_id IS NOT NULL GROUP BY deal_id"
+    let touches: String = if has("staging.activities") {
+        format!(
+            "SELECT deal_id, max(occurred_at) AS last_touch FROM staging.activities \
+             WHERE deal_id IS NOT NULL{} GROUP BY deal_id",
+            if rebuild {
+                format!(" AND date_part('epoch', occurred_at) <= {now}")
+            } else {
+                String::new()
+            }
+        )
     } else {
         "SELECT CAST(NULL AS VARCHAR) AS deal_id, CAST(NULL AS TIMESTAMP) AS last_touch WHERE false"
+            .to_string()
     };
-    let sql = format!(
-        "WITH entered AS ({entered}), roles AS ({roles}), touches AS ({touches}) \
-         SELECT d.id, d.stage, CAST(coalesce(d.amount_usd, d.amount, 0) AS DOUBLE) AS amount, \
-           coalesce(date_part('epoch', e.at), date_part('epoch', d.created_at)) AS entered, \
-           CAST(r.champion AS VARCHAR) AS champion, CAST(r.blocker AS VARCHAR) AS blocker, \
-           d.lead_source, d.industry, d.segment, \
-           date_part('epoch', t.last_touch) AS last_touch \
-         FROM staging.deals d \
-         LEFT JOIN entered e ON e.deal_id = d.id AND e.to_stage = d.stage \
-         LEFT JOIN roles r ON r.deal_id = d.id \
-         LEFT JOIN touches t ON t.deal_id = d.id \
-         WHERE NOT coalesce(d.is_closed, false) AND d.stage IS NOT NULL \
-           AND d.stage NOT IN ('closed_won', 'closed_lost') \
-         ORDER BY d.id"
-    );
-    let now = as_of.timestamp_micros() as f64 / 1e6;
+    let sql = if rebuild {
+        // The stage a deal was in at `as_of`: its last change by then. A deal with history
+        // but none by then did not exist yet; one without any history keeps its current
+        // stage if it was created by then and is still open.
+        format!(
+            "WITH last AS (SELECT deal_id, to_stage, date_part('epoch', transitioned_at) AS at, \
+               row_number() OVER (PARTITION BY deal_id ORDER BY transitioned_at DESC, \
+                 CASE WHEN to_stage IN ('closed_won', 'closed_lost') THEN 0 ELSE 1 END, to_stage) AS rn \
+               FROM staging.deal_stage_history \
+               WHERE to_stage IS NOT NULL AND date_part('epoch', transitioned_at) <= {now}), \
+             known AS (SELECT DISTINCT deal_id FROM staging.deal_stage_history), \
+             roles AS ({roles}), touches AS ({touches}) \
+             SELECT d.id, coalesce(l.to_stage, d.stage) AS stage, \
+               CAST(coalesce(d.amount_usd, d.amount, 0) AS DOUBLE) AS amount, \
+               coalesce(l.at, date_part('epoch', d.created_at)) AS entered, \
+               CAST(r.champion AS VARCHAR) AS champion, CAST(r.blocker AS VARCHAR) AS blocker, \
+               d.lead_source, d.industry, d.segment, \
+               date_part('epoch', t.last_touch) AS last_touch \
+             FROM staging.deals d \
+             LEFT JOIN last l ON l.deal_id = d.id AND l.rn = 1 \
+             LEFT JOIN known k ON k.deal_id = d.id \
+             LEFT JOIN roles r ON r.deal_id = d.id \
+             LEFT JOIN touches t ON t.deal_id = d.id \
+             WHERE (l.to_stage IS NOT NULL AND l.to_stage NOT IN ('closed_won', 'closed_lost')) \
+                OR (k.deal_id IS NULL AND NOT coalesce(d.is_closed, false) AND d.stage IS NOT NULL \
+                    AND d.stage NOT IN ('closed_won', 'closed_lost') \
+                    AND coalesce(date_part('epoch', d.created_at) <= {now}, true)) \
+             ORDER BY d.id"
+        )
+    } else {
+        format!(
+            "WITH entered AS ({entered}), roles AS ({roles}), touches AS ({touches}) \
+             SELECT d.id, d.stage, CAST(coalesce(d.amount_usd, d.amount, 0) AS DOUBLE) AS amount, \
+               coalesce(date_part('epoch', e.at), date_part('epoch', d.created_at)) AS entered, \
+               CAST(r.champion AS VARCHAR) AS champion, CAST(r.blocker AS VARCHAR) AS blocker, \
+               d.lead_source, d.industry, d.segment, \
+               date_part('epoch', t.last_touch) AS last_touch \
+             FROM staging.deals d \
+             LEFT JOIN entered e ON e.deal_id = d.id AND e.to_stage = d.stage \
+             LEFT JOIN roles r ON r.deal_id = d.id \
+             LEFT JOIN touches t ON t.deal_id = d.id \
+             WHERE NOT coalesce(d.is_closed, false) AND d.stage IS NOT NULL \
+               AND d.stage NOT IN ('closed_won', 'closed_lost') \
+             ORDER BY d.id"
+        )
+    };
     let mut out = Vec::new();
     for batch in collect(session, &sql).await? {
         let id = strings(&batch, &deals_ds, "id")?;

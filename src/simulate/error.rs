@@ -42,6 +42,26 @@ pub enum SimulateError {
         workspace: String,
         hint: String,
     },
+    /// The workspace has no deals (user input: a misspelt workspace, or nothing landed yet).
+    #[error(
+        "workspace `{workspace}` has no deals in staging.deals (workspaces with deals: {known})"
+    )]
+    NoSuchWorkspace { workspace: String, known: String },
+    /// A backtest has nothing to score at its as-of time (user input: the date).
+    #[error("nothing to backtest in workspace `{workspace}` as of {as_of}: {reason}")]
+    NothingToBacktest {
+        workspace: String,
+        as_of: String,
+        reason: String,
+    },
+    /// Mining the history as of a past time for a backtest failed.
+    #[error("mining the stage history of workspace `{workspace}` as of {as_of}: {source}")]
+    Mining {
+        workspace: String,
+        as_of: String,
+        #[source]
+        source: Box<crate::mining::MiningError>,
+    },
     /// A scenario string does not parse (user input).
     #[error("`{input}` is not a scenario: {reason}")]
     BadScenario { input: String, reason: String },
@@ -81,6 +101,8 @@ impl SimulateError {
         matches!(
             self,
             SimulateError::NoSuchDeal { .. }
+                | SimulateError::NoSuchWorkspace { .. }
+                | SimulateError::NothingToBacktest { .. }
                 | SimulateError::BadScenario { .. }
                 | SimulateError::ScenarioNotApplicable { .. }
                 | SimulateError::InvalidConfig { .. }

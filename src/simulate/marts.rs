@@ -83,6 +83,57 @@ impl ChainModel {
             );
             Vec::new()
         };
+        Self::from_rows(&transitions, &durations, workspace, None)
+    }
+
+    /// The chain of a workspace mined in memory ([`crate::mining::mine_until`]), without the
+    /// marts: the same rows as [`ChainModel::from_marts`] would read back.
+    pub fn from_mining(mined: &crate::mining::WorkspaceMining) -> Result<Self> {
+        let workspace = WorkspaceId::new(&mined.workspace)?;
+        let transitions: Vec<TransitionRow> = mined
+            .matrix
+            .iter()
+            .map(|r| TransitionRow {
+                context: r.context_key.clone(),
+                from: r.from_stage.clone(),
+                to: r.to_stage.clone(),
+                probability: r.probability,
+                count: r.count as f64,
+                low_confidence: false,
+            })
+            .collect();
+        if transitions.is_empty() {
+            return Err(SimulateError::NoMinedModel {
+                dataset: TRANSITIONS.parse()?,
+                workspace: workspace.to_string(),
+            });
+        }
+        let durations: Vec<DurationRow> = mined
+            .durations
+            .iter()
+            .map(|r| DurationRow {
+                context: r.context_key.clone(),
+                stage: r.stage.clone(),
+                quantiles: Some(r.days.quantiles.clone()).filter(|q| !q.is_empty()),
+            })
+            .collect();
+        Self::from_rows(
+            &transitions,
+            &durations,
+            &workspace,
+            Some(mined.summary.low_confidence),
+        )
+    }
+
+    /// Builds the chain from mart rows; `low_confidence` overrides the rows' flags.
+    fn from_rows(
+        transitions: &[TransitionRow],
+        durations: &[DurationRow],
+        workspace: &WorkspaceId,
+        low_confidence: Option<bool>,
+    ) -> Result<Self> {
+        let transitions_ds: DatasetRef = TRANSITIONS.parse()?;
+        let durations_ds: DatasetRef = DURATIONS.parse()?;
 
         let names: BTreeSet<&str> = transitions
             .iter()
@@ -91,8 +142,8 @@ impl ChainModel {
             .collect();
         let stages = stage_order(names);
         let mut builder = ChainModel::builder(&stages)?;
-        let mut low_confidence = false;
-        for r in &transitions {
+        let mut from_rows_flag = false;
+        for r in transitions {
             let bad = |reason: String| SimulateError::BadMartRow {
                 dataset: transitions_ds.clone(),
                 context: r.context.clone(),
@@ -109,9 +160,9 @@ impl ChainModel {
                 .add_transition(&r.context, &r.from, &r.to, r.probability)
                 .map_err(|e| bad(e.to_string()))?;
             builder.add_weight(&r.context, r.count);
-            low_confidence |= r.low_confidence && r.context.trim() == "*";
+            from_rows_flag |= r.low_confidence && r.context.trim() == "*";
         }
-        for r in &durations {
+        for r in durations {
             let Some(q) = &r.quantiles else {
                 continue;
             };
@@ -124,7 +175,7 @@ impl ChainModel {
                     reason: e.to_string(),
                 })?;
         }
-        builder.set_low_confidence(low_confidence);
+        builder.set_low_confidence(low_confidence.unwrap_or(from_rows_flag));
         let model = builder.build()?;
         let opaque = model.contexts().iter().filter(|c| c.opaque).count();
         if opaque > 0 {

@@ -21,17 +21,22 @@
 //! [`oracle::absorption`] solves the context-free chain exactly (`N = (I − Q)^-1`); the tests
 //! hold the Monte Carlo estimates of every start stage within 3 standard errors of it.
 
+pub mod backtest;
 pub mod bench;
 mod columns;
 pub mod deals;
 pub mod engine;
 mod error;
+pub mod facts;
 pub mod forecast;
 mod kernel;
 pub mod linalg;
 mod marts;
 pub mod model;
 pub mod oracle;
+pub mod pipeline;
+pub mod recommend;
+pub mod render;
 pub mod rng;
 pub mod scenario;
 pub mod stats;

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod connectors;
 mod files;
+mod forecast;
 mod hubspot;
 mod lake;
 mod mining;

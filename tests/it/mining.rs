@@ -50,14 +50,17 @@ fn ts(values: Vec<i64>) -> Arc<TimestampMicrosecondArray> {
     Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
 }
 
-/// Deals `(id, amount, lead source, closed)`, contacts `(deal, role)` and history
-/// `(deal, from, to, days in from, at)` of one workspace.
+/// A stage-history row: `(deal, from, to, days in from, at)`.
+type HistoryRow<'a> = (&'a str, Option<&'a str>, &'a str, Option<f64>, i64);
+
+/// Deals `(id, amount, lead source, closed)`, contacts `(deal, role)` and history rows of one
+/// workspace.
 async fn land_workspace(
     lake: &Lake,
     ws: &str,
     deals: &[(&str, f64, &str, bool)],
     contacts: &[(&str, &str)],
-    history: &[(&str, Option<&str>, &str, Option<f64>, i64)],
+    history: &[HistoryRow<'_>],
 ) {
     let mode = WriteMode::OverwriteWorkspace(WorkspaceId::new(ws).unwrap());
     let n = deals.len();
