@@ -92,7 +92,10 @@ pub async fn dag(global: &Global, args: DagArgs) -> Result<ExitCode> {
     let project = global.project()?;
     let dag = ModelDag::load(&project)?;
     let chosen: Vec<_> = dag.select(&args.select)?.into_iter().cloned().collect();
-    let dag = ModelDag { models: chosen };
+    let dag = ModelDag {
+        models: chosen,
+        sources: dag.sources.clone(),
+    };
     match args.format.as_str() {
         "dot" => print!("{}", dag.to_dot()),
         _ => print!("{}", dag.to_text()),

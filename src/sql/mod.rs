@@ -6,6 +6,7 @@ pub mod guard;
 pub mod models;
 pub mod output;
 mod session;
+pub mod sources;
 pub mod udf;
 
 pub use error::{Result, SqlError};

@@ -1,6 +1,8 @@
 //! SQL models: one `SELECT` per file under `transforms/<layer>/<table>.sql`, building the
 //! dataset `<layer>.<table>`. Inputs are the `layer.table` names a model reads; the runner
-//! orders models by them and refuses cycles and unknown inputs, naming file and line.
+//! orders models by them and refuses cycles and unknown inputs, naming file and line. Raw
+//! tables declared in `transforms/sources.toml` may be absent from the lake: a run reads them
+//! as empty (see [`super::sources`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use super::error::{Result, SqlError};
 use super::session::{SessionOptions, SqlSession};
+use super::sources::SourceTable;
 use crate::lake::{DatasetRef, Lake, Layer, WorkspaceId, WriteMode, WriteOutcome};
 use crate::project::{DatasetSchema, Materialization, Project};
 
@@ -33,6 +36,8 @@ pub struct Model {
 #[derive(Debug, Clone, Default)]
 pub struct ModelDag {
     pub models: Vec<Model>,
+    /// The raw tables declared in `transforms/sources.toml`.
+    pub sources: Vec<SourceTable>,
 }
 
 /// What running one model did.
@@ -131,15 +136,19 @@ impl ModelDag {
                 models.insert(model.dataset.clone(), model);
             }
         }
-        order(models)
+        let mut dag = order(models)?;
+        dag.sources = super::sources::load(&project.transforms_dir())?;
+        Ok(dag)
     }
 
-    /// Refuses inputs that are neither a model's output nor an existing dataset.
+    /// Refuses inputs that are neither a model's output, nor an existing dataset, nor a
+    /// declared source.
     pub fn check_inputs(&self, existing: &[DatasetRef]) -> Result<()> {
         let outputs: BTreeSet<&DatasetRef> = self.models.iter().map(|m| &m.dataset).collect();
         for m in &self.models {
             for input in &m.inputs {
-                if !outputs.contains(input) && !existing.contains(input) {
+                let declared = self.sources.iter().any(|s| &s.dataset == input);
+                if !outputs.contains(input) && !existing.contains(input) && !declared {
                     return Err(SqlError::Model {
                         path: format!(
                             "{}:{}",
@@ -183,7 +192,10 @@ fn order(mut models: BTreeMap<DatasetRef, Model>) -> Result<ModelDag> {
             }
         }
     }
-    Ok(ModelDag { models: ordered })
+    Ok(ModelDag {
+        models: ordered,
+        sources: Vec::new(),
+    })
 }
 
 /// How a run of the models goes.
@@ -421,6 +433,7 @@ pub async fn run_selected(
         )
         .await?,
     );
+    session.register_sources(&dag.sources).await?;
     let mut pending: Vec<&Model> = dag
         .models
         .iter()
@@ -459,6 +472,7 @@ pub async fn run_selected(
                 model: m.clone(),
                 schema: project.schema(&m.dataset).cloned(),
                 seeds: project.seeds_dir(),
+                sources: dag.sources.clone(),
                 options: options.clone(),
             };
             tasks.push(tokio::spawn(job.run()));
@@ -511,6 +525,7 @@ struct ModelJob {
     model: Model,
     schema: Option<DatasetSchema>,
     seeds: PathBuf,
+    sources: Vec<SourceTable>,
     options: RunOptions,
 }
 
@@ -589,6 +604,7 @@ impl ModelJob {
                             },
                         )
                         .await?;
+                        session.register_sources(&self.sources).await?;
                         for input in &m.incremental_inputs {
                             let sql = format!(
                                 "SELECT * FROM {input} WHERE CAST(_synced_at AS BIGINT) > {since}"

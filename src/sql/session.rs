@@ -28,6 +28,66 @@ pub struct SessionOptions {
     pub seeds: Option<std::path::PathBuf>,
 }
 
+/// The environment variable that caps the memory of query operators (`8G`, `512M`, bytes).
+pub const MEMORY_LIMIT_ENV: &str = "REVLAKE_MEMORY_LIMIT";
+
+/// The runtime of every session: a memory pool shared by all the queries of the session (the
+/// models a run builds at once), so sorts, aggregations and windows spill to temporary files
+/// instead of growing without bound, and an operator that cannot spill (a hash join's build
+/// side) fails with a "Resources exhausted" error naming the largest consumers rather than
+/// the process being killed. The cap is `REVLAKE_MEMORY_LIMIT`, else half the machine's memory.
+fn runtime() -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+    let limit = match std::env::var(MEMORY_LIMIT_ENV) {
+        Ok(text) => Some(parse_bytes(&text).ok_or_else(|| SqlError::Execution {
+            source: Box::new(DataFusionError::Configuration(format!(
+                "{MEMORY_LIMIT_ENV}={text:?} is not a size: use bytes or a number with K, M, G or T, e.g. 8G"
+            ))),
+        })?),
+        Err(_) => total_memory().map(|total| total / 2),
+    };
+    let mut builder = RuntimeEnvBuilder::new();
+    if let Some(limit) = limit {
+        let top = std::num::NonZeroUsize::new(5).expect("5 is not zero");
+        builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            top,
+        )));
+    }
+    builder.build_arc().map_err(|source| SqlError::Execution {
+        source: Box::new(source),
+    })
+}
+
+/// `8G`, `512m`, `1.5G`, `1048576`: bytes (binary units).
+fn parse_bytes(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], t[i..].trim_end_matches(['b', 'B', 'i'])),
+        None => (t, ""),
+    };
+    let scale: f64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    (value.is_finite() && value > 0.0).then_some((value * scale) as usize)
+}
+
+/// The machine's memory (Linux `/proc/meminfo`), if known.
+fn total_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// A query session over a lake.
 pub struct SqlSession {
     ctx: SessionContext,
@@ -47,7 +107,7 @@ impl SqlSession {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, runtime()?);
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| SqlError::Execution {
@@ -104,6 +164,80 @@ impl SqlSession {
             None => provider,
         };
         self.register(dataset, provider)
+    }
+
+    /// Makes every declared source readable (see [`super::sources`]): a declared table the
+    /// session does not have is registered as an empty table of its declared columns (all
+    /// `Utf8`, `_synced_at` a timestamp), and one that lacks some declared columns reads them
+    /// as null `Utf8`.
+    pub async fn register_sources(&self, sources: &[super::sources::SourceTable]) -> Result<()> {
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        use datafusion::datasource::MemTable;
+        use datafusion::scalar::ScalarValue;
+
+        let known = self.tables();
+        for source in sources {
+            let dataset = &source.dataset;
+            if known.contains(dataset) {
+                let provider = self
+                    .ctx
+                    .table_provider(dataset.to_string().as_str())
+                    .await
+                    .map_err(|source| SqlError::Execution {
+                        source: Box::new(source),
+                    })?;
+                let schema = provider.schema();
+                let missing: Vec<&str> = source
+                    .all_columns()
+                    .into_iter()
+                    .filter(|c| schema.field_with_name(c).is_err())
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                let mut exprs: Vec<datafusion::prelude::Expr> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| datafusion::prelude::Expr::Column(Column::new_unqualified(f.name())))
+                    .collect();
+                exprs.extend(
+                    missing
+                        .iter()
+                        .map(|c| lit(ScalarValue::Utf8(None)).alias(*c)),
+                );
+                let plan = LogicalPlanBuilder::scan(
+                    dataset.to_string(),
+                    provider_as_source(provider),
+                    None,
+                )
+                .and_then(|b| b.project(exprs))
+                .and_then(|b| b.build())
+                .map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
+                self.register(dataset, Arc::new(ViewTable::new(plan, None)))?;
+            } else {
+                let fields: Vec<Field> = source
+                    .all_columns()
+                    .into_iter()
+                    .map(|c| match c {
+                        "_synced_at" => Field::new(
+                            c,
+                            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                            true,
+                        ),
+                        _ => Field::new(c, DataType::Utf8, true),
+                    })
+                    .collect();
+                let empty = MemTable::try_new(Arc::new(Schema::new(fields)), vec![Vec::new()])
+                    .map_err(|source| SqlError::Execution {
+                        source: Box::new(source),
+                    })?;
+                tracing::debug!(dataset = %dataset, "declared source not in the lake: read as empty");
+                self.register(dataset, Arc::new(empty))?;
+            }
+        }
+        Ok(())
     }
 
     /// Registers `sql` as the view `dataset` (a model materialized as a view).
@@ -258,4 +392,21 @@ fn unknown_table(message: &str) -> Option<String> {
             .trim_start_matches("public.")
             .to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn memory_sizes_parse_with_binary_units_and_bad_ones_are_refused() {
+        assert_eq!(parse_bytes("1048576"), Some(1 << 20));
+        assert_eq!(parse_bytes("512M"), Some(512 << 20));
+        assert_eq!(parse_bytes("8G"), Some(8 << 30));
+        assert_eq!(parse_bytes(" 2gib "), Some(2 << 30));
+        assert_eq!(parse_bytes("1.5K"), Some(1536));
+        for bad in ["", "G", "-1G", "0", "8X", "eight"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
 }

@@ -602,6 +602,28 @@ async fn backtest_on_a_generated_org_beats_the_base_rate_and_commands_work() {
     );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("p50"));
+
+    // The generator's true effects (a champion lifts the win rate, a blocker sinks it) come
+    // back as the sign of the scenarios' mean deltas over the org's open deals.
+    let (code, out, err) = revlake(
+        &path,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT scenario, count(*) AS n, avg(p_win_delta) AS mean_delta \
+             FROM marts.recommendations WHERE workspace_id = 'demo' \
+             AND scenario IN ('add_champion', 'remove_blocker') GROUP BY scenario ORDER BY scenario",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for row in &rows {
+        let (n, mean): (u64, f64) = (row[1].parse().unwrap(), row[2].parse().unwrap());
+        assert!(n >= 5, "{out}");
+        assert!(mean > 0.02, "{} should raise p_win on the generated org: {out}", row[0]);
+    }
     let (code, out, err) = revlake(
         &path,
         &[

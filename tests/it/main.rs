@@ -14,3 +14,4 @@ mod s3;
 mod salesforce;
 mod simulate;
 mod sql;
+mod staging;

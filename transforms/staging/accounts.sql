@@ -1,69 +1,65 @@
--- staging.accounts: companies, one row per source record, from Salesforce Account
--- (raw.salesforce_account, deleted rows skipped) and HubSpot companies (raw.hubspot_companies).
--- `domain` is the normalized web domain: lowercase, without scheme, "www.", port, path, query.
-WITH sf AS (
+-- staging.accounts: companies merged across CRMs, one row per real company. The records of
+-- staging.account_sources that share a `merged_id` are one company (see that model for the
+-- matching rules); the row keeps the winner's id (the record of the best-ranked source in
+-- seeds.source_priority), its fields (a field the winner leaves empty is taken from the
+-- matched records, best-ranked first), and `external_ids` with every matched record's
+-- source -> id. `match_method` says how the company's other records were matched
+-- (manual, exact_domain or fuzzy_name: the strongest rule among them), 'none' when the
+-- company is in one system only.
+WITH members AS (
     SELECT
-        a.workspace_id,
-        'salesforce' AS source,
-        CAST(a.id AS VARCHAR) AS source_id,
-        a.source_data,
-        CAST(a.created_date AS TIMESTAMP) AS created_at,
-        CAST(a.last_modified_date AS TIMESTAMP) AS updated_at,
-        CAST(a.name AS VARCHAR) AS name,
-        CAST(a.website AS VARCHAR) AS web,
-        CAST(a.industry AS VARCHAR) AS industry,
-        CAST(CAST(a.number_of_employees AS DOUBLE) AS BIGINT) AS employee_count,
-        CAST(a.annual_revenue AS DOUBLE) AS annual_revenue,
-        uuid5(a.workspace_id, 'salesforce', nullif(trim(CAST(a.owner_id AS VARCHAR)), '')) AS owner_id
-    FROM raw.salesforce_account a
-    WHERE NOT coalesce(CAST(a.is_deleted AS BOOLEAN), false)
+        m.*,
+        row_number() OVER (PARTITION BY m.workspace_id, m.merged_id ORDER BY m.source_rank, m.source, m.source_id) AS pos
+    FROM staging.account_sources m
 ),
-hs AS (
+-- one id per source (two records of one source in a company keep the first)
+per_source AS (
+    SELECT workspace_id, merged_id, source, min(pos) AS pos, first_value(source_id ORDER BY pos) AS source_id
+    FROM members
+    GROUP BY workspace_id, merged_id, source
+),
+ids AS (
     SELECT
-        c.workspace_id,
-        'hubspot' AS source,
-        CAST(c.hs_object_id AS VARCHAR) AS source_id,
-        c.source_data,
-        CAST(c.createdate AS TIMESTAMP) AS created_at,
-        CAST(c.hs_lastmodifieddate AS TIMESTAMP) AS updated_at,
-        CAST(c.name AS VARCHAR) AS name,
-        CAST(c.domain AS VARCHAR) AS web,
-        CAST(c.industry AS VARCHAR) AS industry,
-        CAST(CAST(c.numberofemployees AS DOUBLE) AS BIGINT) AS employee_count,
-        CAST(c.annualrevenue AS DOUBLE) AS annual_revenue,
-        -- HubSpot exports fill hubspot_owner_id with the owner's name; staging.users keys
-        -- them as 'owner:<name>'.
-        uuid5(c.workspace_id, 'hubspot', 'owner:' || nullif(CAST(c.hubspot_owner_id AS VARCHAR), '')) AS owner_id
-    FROM raw.hubspot_companies c
+        workspace_id,
+        merged_id,
+        map(array_agg(source ORDER BY pos), array_agg(source_id ORDER BY pos)) AS external_ids
+    FROM per_source
+    GROUP BY workspace_id, merged_id
 ),
-unioned AS (
-    SELECT * FROM sf
-    UNION ALL
-    SELECT * FROM hs
+merged AS (
+    SELECT
+        workspace_id,
+        merged_id,
+        array_agg(domain ORDER BY pos) FILTER (WHERE domain IS NOT NULL) AS domains,
+        array_agg(industry ORDER BY pos) FILTER (WHERE industry IS NOT NULL) AS industries,
+        array_agg(employee_count ORDER BY pos) FILTER (WHERE employee_count IS NOT NULL) AS employee_counts,
+        array_agg(annual_revenue ORDER BY pos) FILTER (WHERE annual_revenue IS NOT NULL) AS revenues,
+        min(CASE match_method WHEN 'manual' THEN 1 WHEN 'exact_domain' THEN 2 WHEN 'fuzzy_name' THEN 3 END) AS method_rank
+    FROM members
+    GROUP BY workspace_id, merged_id
 )
 SELECT
-    u.workspace_id,
-    uuid5(u.workspace_id, u.source, u.source_id) AS id,
-    u.source,
-    u.source_id,
-    map([u.source], [u.source_id]) AS external_ids,
-    u.source_data,
-    u.created_at,
-    u.updated_at,
-    u.name,
-    nullif(
-        regexp_replace(            -- trailing dot of a fully qualified name
-        regexp_replace(            -- port
-        regexp_replace(            -- path, query, fragment
-        regexp_replace(            -- leading www.
-        regexp_replace(lower(trim(u.web)), '^([a-z][a-z0-9+.-]*:)?//', ''),  -- scheme
-        '^www\.', ''),
-        '[/?#].*$', ''),
-        ':[0-9]*$', ''),
-        '\.$', ''),
-        '') AS domain,
-    u.industry,
-    u.employee_count,
-    u.annual_revenue,
-    u.owner_id
-FROM unioned u
+    w.workspace_id,
+    w.id,
+    w.source,
+    w.source_id,
+    i.external_ids,
+    w.source_data,
+    w.created_at,
+    w.updated_at,
+    w.name,
+    coalesce(w.domain, g.domains[1]) AS domain,
+    coalesce(w.industry, g.industries[1]) AS industry,
+    coalesce(w.employee_count, g.employee_counts[1]) AS employee_count,
+    coalesce(w.annual_revenue, g.revenues[1]) AS annual_revenue,
+    w.owner_id,
+    CASE g.method_rank
+        WHEN 1 THEN 'manual'
+        WHEN 2 THEN 'exact_domain'
+        WHEN 3 THEN 'fuzzy_name'
+        ELSE 'none'
+    END AS match_method
+FROM members w
+JOIN merged g ON g.workspace_id = w.workspace_id AND g.merged_id = w.merged_id
+JOIN ids i ON i.workspace_id = w.workspace_id AND i.merged_id = w.merged_id
+WHERE w.id = w.merged_id

@@ -4,6 +4,21 @@
 -- account (or the account directly when WhatId is an account, 001); WhoId links the contact
 -- when it is a Contact (003). Task/Event exports have no LastModifiedDate: updated_at is the
 -- CreatedDate.
+--
+-- Linking (the tiers, strongest first; `link_method` names the tier that gave the deepest
+-- link, `link_confidence` its confidence):
+--   contact: the CRM's WhoId (crm_id, 1.0), merged (staging.contact_sources.merged_id);
+--   account: the CRM's WhatId deal's account or WhatId account (crm_id, 1.0), else the
+--            contact's account (contact, 0.9), else the contact email's domain when exactly
+--            one staging.accounts row has it (email_domain, 0.7); merged
+--            (staging.account_sources.merged_id);
+--   deal:    the CRM's WhatId deal (crm_association, 1.0), else the single deal at the account
+--            open when the activity occurred (single_open_deal, 0.8 x the account's).
+-- Internal activities are marked `is_internal` and left unlinked (link_method 'internal'):
+-- every known participant email (the contact's) is internal (a domain of
+-- seeds.internal_domains, or a staging.users email): internal_reason 'internal_participants';
+-- or the subject reads like an internal meeting (standup, 1:1, all-hands, sync, retro,
+-- planning) and no participant is known to be external: 'title:<word>'.
 WITH tasks AS (
     SELECT
         t.workspace_id,
@@ -51,34 +66,148 @@ unioned AS (
     SELECT * FROM tasks
     UNION ALL
     SELECT * FROM events
+),
+internal_domains AS (
+    SELECT DISTINCT lower(trim(CAST(domain AS VARCHAR))) AS domain FROM seeds.internal_domains
+),
+user_emails AS (
+    SELECT DISTINCT workspace_id, email FROM staging.users WHERE email IS NOT NULL
+),
+base AS (
+    SELECT
+        u.*,
+        uuid5(u.workspace_id, 'salesforce', u.source_id) AS id,
+        CASE WHEN u.what_id LIKE '006%' THEN uuid5(u.workspace_id, 'salesforce', u.what_id) END AS crm_deal_id,
+        uuid5(
+            u.workspace_id,
+            'salesforce',
+            coalesce(
+                nullif(CAST(o.account_id AS VARCHAR), ''),
+                CASE WHEN u.what_id LIKE '001%' THEN u.what_id END
+            )
+        ) AS crm_account_source_record,
+        CASE WHEN u.who_id LIKE '003%' THEN uuid5(u.workspace_id, 'salesforce', u.who_id) END AS crm_contact_record
+    FROM unioned u
+    LEFT JOIN raw.salesforce_opportunity o
+        ON o.workspace_id = u.workspace_id
+        AND u.what_id LIKE '006%'
+        AND CAST(o.id AS VARCHAR) = u.what_id
+),
+resolved AS (
+    SELECT
+        b.*,
+        c.merged_id AS contact_id,
+        c.email AS contact_email,
+        c.account_id AS contact_account_id,
+        coalesce(a.merged_id, b.crm_account_source_record) AS crm_account_id
+    FROM base b
+    LEFT JOIN staging.contact_sources c
+        ON c.workspace_id = b.workspace_id AND c.id = b.crm_contact_record
+    LEFT JOIN staging.account_sources a
+        ON a.workspace_id = b.workspace_id AND a.id = b.crm_account_source_record
+),
+classified AS (
+    SELECT
+        r.*,
+        r.contact_email IS NOT NULL AS has_participant,
+        r.contact_email IS NOT NULL AND (
+            d.domain IS NOT NULL OR ue.email IS NOT NULL
+        ) AS participants_internal,
+        lower(regexp_match(r.subject, '(?i)\b(standup|stand-up|1:1|one-on-one|all-hands|all hands|sync|retro|retrospective|planning)\b')[1]) AS internal_word
+    FROM resolved r
+    LEFT JOIN internal_domains d ON d.domain = normalize_domain(r.contact_email)
+    LEFT JOIN user_emails ue ON ue.workspace_id = r.workspace_id AND ue.email = r.contact_email
+),
+flagged AS (
+    SELECT
+        c.*,
+        CASE
+            WHEN c.participants_internal THEN 'internal_participants'
+            WHEN c.internal_word IS NOT NULL AND NOT c.has_participant THEN 'title:' || c.internal_word
+        END AS internal_reason
+    FROM classified c
+),
+domain_accounts AS (
+    SELECT workspace_id, domain, min(id) AS account_id
+    FROM staging.accounts
+    WHERE domain IS NOT NULL
+    GROUP BY workspace_id, domain
+    HAVING count(*) = 1
+),
+accounted AS (
+    SELECT
+        f.*,
+        CASE
+            WHEN f.internal_reason IS NOT NULL THEN NULL
+            WHEN f.crm_account_id IS NOT NULL THEN f.crm_account_id
+            WHEN f.contact_account_id IS NOT NULL THEN f.contact_account_id
+            ELSE da.account_id
+        END AS account_id,
+        CASE
+            WHEN f.internal_reason IS NOT NULL THEN NULL
+            WHEN f.crm_account_id IS NOT NULL THEN 'crm_id'
+            WHEN f.contact_account_id IS NOT NULL THEN 'contact'
+            WHEN da.account_id IS NOT NULL THEN 'email_domain'
+        END AS account_method
+    FROM flagged f
+    LEFT JOIN domain_accounts da
+        ON da.workspace_id = f.workspace_id AND da.domain = normalize_domain(f.contact_email)
+),
+open_deals AS (
+    SELECT
+        a.workspace_id,
+        a.id,
+        min(d.id) AS deal_id,
+        count(d.id) AS deals
+    FROM accounted a
+    JOIN staging.deals d
+        ON d.workspace_id = a.workspace_id
+        AND d.account_id = a.account_id
+        AND d.created_at <= a.occurred_at
+        AND (d.closed_at IS NULL OR d.closed_at >= a.occurred_at)
+    WHERE a.internal_reason IS NULL AND a.crm_deal_id IS NULL AND a.account_id IS NOT NULL
+    GROUP BY a.workspace_id, a.id
 )
 SELECT
-    u.workspace_id,
-    uuid5(u.workspace_id, 'salesforce', u.source_id) AS id,
+    a.workspace_id,
+    a.id,
     'salesforce' AS source,
-    u.source_id,
-    map(['salesforce'], [u.source_id]) AS external_ids,
-    u.source_data,
-    u.created_at,
-    u.created_at AS updated_at,
-    CASE WHEN u.what_id LIKE '006%' THEN uuid5(u.workspace_id, 'salesforce', u.what_id) END AS deal_id,
-    uuid5(
-        u.workspace_id,
-        'salesforce',
-        coalesce(
-            nullif(CAST(o.account_id AS VARCHAR), ''),
-            CASE WHEN u.what_id LIKE '001%' THEN u.what_id END
-        )
-    ) AS account_id,
-    CASE WHEN u.who_id LIKE '003%' THEN uuid5(u.workspace_id, 'salesforce', u.who_id) END AS contact_id,
-    u.type,
-    u.occurred_at,
-    u.direction,
-    u.subject,
-    u.outcome,
-    uuid5(u.workspace_id, 'salesforce', nullif(u.owner_id, '')) AS owner_id
-FROM unioned u
-LEFT JOIN raw.salesforce_opportunity o
-    ON o.workspace_id = u.workspace_id
-    AND u.what_id LIKE '006%'
-    AND CAST(o.id AS VARCHAR) = u.what_id
+    a.source_id,
+    map(['salesforce'], [a.source_id]) AS external_ids,
+    a.source_data,
+    a.created_at,
+    a.created_at AS updated_at,
+    CASE
+        WHEN a.internal_reason IS NOT NULL THEN NULL
+        WHEN a.crm_deal_id IS NOT NULL THEN a.crm_deal_id
+        WHEN od.deals = 1 THEN od.deal_id
+    END AS deal_id,
+    a.account_id,
+    CASE WHEN a.internal_reason IS NULL THEN a.contact_id END AS contact_id,
+    a.type,
+    a.occurred_at,
+    a.direction,
+    a.subject,
+    a.outcome,
+    uuid5(a.workspace_id, 'salesforce', nullif(a.owner_id, '')) AS owner_id,
+    CASE
+        WHEN a.internal_reason IS NOT NULL THEN 'internal'
+        WHEN a.crm_deal_id IS NOT NULL THEN 'crm_association'
+        WHEN od.deals = 1 THEN 'single_open_deal'
+        WHEN a.account_method IS NOT NULL THEN a.account_method
+        WHEN a.contact_id IS NOT NULL THEN 'crm_id'
+        ELSE 'none'
+    END AS link_method,
+    CASE
+        WHEN a.internal_reason IS NOT NULL THEN NULL
+        WHEN a.crm_deal_id IS NOT NULL THEN 1.0
+        WHEN od.deals = 1 THEN 0.8 * CASE a.account_method WHEN 'crm_id' THEN 1.0 WHEN 'contact' THEN 0.9 ELSE 0.7 END
+        WHEN a.account_method = 'crm_id' THEN 1.0
+        WHEN a.account_method = 'contact' THEN 0.9
+        WHEN a.account_method = 'email_domain' THEN 0.7
+        WHEN a.contact_id IS NOT NULL THEN 1.0
+    END AS link_confidence,
+    a.internal_reason IS NOT NULL AS is_internal,
+    a.internal_reason
+FROM accounted a
+LEFT JOIN open_deals od ON od.workspace_id = a.workspace_id AND od.id = a.id

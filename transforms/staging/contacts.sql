@@ -1,56 +1,54 @@
--- staging.contacts: people at accounts, one row per source record, from Salesforce Contact
--- (raw.salesforce_contact, deleted rows skipped) and HubSpot contacts (raw.hubspot_contacts,
--- account from `associatedcompanyid`). Emails are lowercased; `role` stays null here
--- (buying roles are per deal, in staging.deal_contacts).
-WITH sf AS (
+-- staging.contacts: people merged across CRMs by lowercased email, one row per person. The
+-- records of staging.contact_sources sharing a `merged_id` are one person; the row keeps the
+-- winner's id and fields (the record of the best-ranked source in seeds.source_priority), an
+-- account or title the winner lacks from the other records, and `external_ids` with every
+-- record's source -> id. `match_method` is 'email' when several systems hold the person, else
+-- 'none'. `role` stays null (buying roles are per deal, in staging.deal_contacts).
+WITH members AS (
     SELECT
-        c.workspace_id,
-        'salesforce' AS source,
-        CAST(c.id AS VARCHAR) AS source_id,
-        c.source_data,
-        CAST(c.created_date AS TIMESTAMP) AS created_at,
-        CAST(c.last_modified_date AS TIMESTAMP) AS updated_at,
-        uuid5(c.workspace_id, 'salesforce', nullif(trim(CAST(c.account_id AS VARCHAR)), '')) AS account_id,
-        CAST(c.first_name AS VARCHAR) AS first_name,
-        CAST(c.last_name AS VARCHAR) AS last_name,
-        nullif(lower(trim(CAST(c.email AS VARCHAR))), '') AS email,
-        CAST(c.title AS VARCHAR) AS title
-    FROM raw.salesforce_contact c
-    WHERE NOT coalesce(CAST(c.is_deleted AS BOOLEAN), false)
+        m.*,
+        row_number() OVER (PARTITION BY m.workspace_id, m.merged_id ORDER BY m.source_rank, m.source, m.source_id) AS pos
+    FROM staging.contact_sources m
 ),
-hs AS (
+per_source AS (
+    SELECT workspace_id, merged_id, source, min(pos) AS pos, first_value(source_id ORDER BY pos) AS source_id
+    FROM members
+    GROUP BY workspace_id, merged_id, source
+),
+ids AS (
     SELECT
-        c.workspace_id,
-        'hubspot' AS source,
-        CAST(c.hs_object_id AS VARCHAR) AS source_id,
-        c.source_data,
-        CAST(c.createdate AS TIMESTAMP) AS created_at,
-        CAST(c.lastmodifieddate AS TIMESTAMP) AS updated_at,
-        uuid5(c.workspace_id, 'hubspot', nullif(trim(CAST(c.associatedcompanyid AS VARCHAR)), '')) AS account_id,
-        CAST(c.firstname AS VARCHAR) AS first_name,
-        CAST(c.lastname AS VARCHAR) AS last_name,
-        nullif(lower(trim(CAST(c.email AS VARCHAR))), '') AS email,
-        CAST(c.jobtitle AS VARCHAR) AS title
-    FROM raw.hubspot_contacts c
+        workspace_id,
+        merged_id,
+        map(array_agg(source ORDER BY pos), array_agg(source_id ORDER BY pos)) AS external_ids
+    FROM per_source
+    GROUP BY workspace_id, merged_id
 ),
-unioned AS (
-    SELECT * FROM sf
-    UNION ALL
-    SELECT * FROM hs
+merged AS (
+    SELECT
+        workspace_id,
+        merged_id,
+        array_agg(account_id ORDER BY pos) FILTER (WHERE account_id IS NOT NULL) AS accounts,
+        array_agg(title ORDER BY pos) FILTER (WHERE title IS NOT NULL) AS titles
+    FROM members
+    GROUP BY workspace_id, merged_id
 )
 SELECT
-    u.workspace_id,
-    uuid5(u.workspace_id, u.source, u.source_id) AS id,
-    u.source,
-    u.source_id,
-    map([u.source], [u.source_id]) AS external_ids,
-    u.source_data,
-    u.created_at,
-    u.updated_at,
-    u.account_id,
-    u.first_name,
-    u.last_name,
-    u.email,
-    u.title,
-    CAST(NULL AS VARCHAR) AS role
-FROM unioned u
+    w.workspace_id,
+    w.id,
+    w.source,
+    w.source_id,
+    i.external_ids,
+    w.source_data,
+    w.created_at,
+    w.updated_at,
+    coalesce(w.account_id, g.accounts[1]) AS account_id,
+    w.first_name,
+    w.last_name,
+    w.email,
+    coalesce(w.title, g.titles[1]) AS title,
+    w.role,
+    w.match_method
+FROM members w
+JOIN merged g ON g.workspace_id = w.workspace_id AND g.merged_id = w.merged_id
+JOIN ids i ON i.workspace_id = w.workspace_id AND i.merged_id = w.merged_id
+WHERE w.id = w.merged_id

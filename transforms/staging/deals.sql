@@ -1,5 +1,10 @@
 -- staging.deals: every CRM's deals, one row per source deal, stages normalized through
--- seeds.stage_mappings (an unmapped stage leaves `stage` null and is reported by a check).
+-- seeds.stage_mappings (an unmapped stage leaves `stage` null and is reported by a check):
+-- Salesforce Opportunity, HubSpot deals and Pipedrive deals (raw.pipedrive_deals, stage names
+-- from raw.pipedrive_stages, pipeline names from raw.pipedrive_pipelines; a won or lost deal
+-- has the raw stage 'Won' / 'Lost', its status, since Pipedrive keeps it in its last stage).
+-- `account_id` is the merged account (staging.account_sources.merged_id), so deals of one
+-- company in two CRMs point at the same staging.accounts row.
 WITH sf AS (
     SELECT
         o.workspace_id,
@@ -9,7 +14,7 @@ WITH sf AS (
         CAST(o.created_date AS TIMESTAMP) AS created_at,
         CAST(o.last_modified_date AS TIMESTAMP) AS updated_at,
         CAST(o.name AS VARCHAR) AS name,
-        uuid5(o.workspace_id, 'salesforce', o.account_id) AS account_id,
+        nullif(CAST(o.account_id AS VARCHAR), '') AS account_source_id,
         uuid5(o.workspace_id, 'salesforce', o.owner_id) AS owner_id,
         CAST(o.amount AS DOUBLE) AS amount,
         upper(coalesce(CAST(o.currency_iso_code AS VARCHAR), 'USD')) AS currency,
@@ -39,7 +44,7 @@ hs AS (
         CAST(d.createdate AS TIMESTAMP) AS created_at,
         CAST(d.hs_lastmodifieddate AS TIMESTAMP) AS updated_at,
         CAST(d.dealname AS VARCHAR) AS name,
-        uuid5(d.workspace_id, 'hubspot', split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)) AS account_id,
+        nullif(split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1), '') AS account_source_id,
         -- exports fill hubspot_owner_id with the owner's name; staging.users keys it 'owner:<name>'
         uuid5(d.workspace_id, 'hubspot', 'owner:' || nullif(CAST(d.hubspot_owner_id AS VARCHAR), '')) AS owner_id,
         CAST(d.amount AS DOUBLE) AS amount,
@@ -61,10 +66,50 @@ hs AS (
         ON c.workspace_id = d.workspace_id
         AND CAST(c.hs_object_id AS VARCHAR) = split_part(CAST(d.associated_company_ids AS VARCHAR), ';', 1)
 ),
+pd AS (
+    SELECT
+        d.workspace_id,
+        'pipedrive' AS source,
+        CAST(d.id AS VARCHAR) AS source_id,
+        d.source_data,
+        CAST(d.add_time AS TIMESTAMP) AS created_at,
+        CAST(d.update_time AS TIMESTAMP) AS updated_at,
+        CAST(d.title AS VARCHAR) AS name,
+        nullif(CAST(d.org_id AS VARCHAR), '') AS account_source_id,
+        uuid5(d.workspace_id, 'pipedrive', nullif(CAST(d.owner_id AS VARCHAR), '')) AS owner_id,
+        CAST(d.value AS DOUBLE) AS amount,
+        upper(coalesce(nullif(CAST(d.currency AS VARCHAR), ''), 'USD')) AS currency,
+        CASE lower(CAST(d.status AS VARCHAR))
+            WHEN 'won' THEN 'Won'
+            WHEN 'lost' THEN 'Lost'
+            -- a stage the stages stream does not name stays visible as its id
+            ELSE coalesce(CAST(s.name AS VARCHAR), CAST(d.stage_id AS VARCHAR))
+        END AS stage_raw,
+        coalesce(CAST(pl.name AS VARCHAR), CAST(d.pipeline_id AS VARCHAR)) AS pipeline,
+        coalesce(CAST(d.probability AS DOUBLE), CAST(s.deal_probability AS DOUBLE)) / 100.0 AS source_probability,
+        CAST(d.expected_close_date AS DATE) AS expected_close,
+        lower(CAST(d.status AS VARCHAR)) IN ('won', 'lost') AS is_closed,
+        lower(CAST(d.status AS VARCHAR)) = 'won' AS is_won,
+        coalesce(CAST(d.won_time AS TIMESTAMP), CAST(d.lost_time AS TIMESTAMP), CAST(d.close_time AS TIMESTAMP)) AS closed_at_exact,
+        CAST(d.cf_lead_source AS VARCHAR) AS lead_source,
+        CAST(o.cf_industry AS VARCHAR) AS industry
+    FROM raw.pipedrive_deals d
+    LEFT JOIN raw.pipedrive_stages s
+        ON s.workspace_id = d.workspace_id AND CAST(s.id AS VARCHAR) = CAST(d.stage_id AS VARCHAR)
+    LEFT JOIN raw.pipedrive_pipelines pl
+        ON pl.workspace_id = d.workspace_id AND CAST(pl.id AS VARCHAR) = CAST(d.pipeline_id AS VARCHAR)
+    LEFT JOIN raw.pipedrive_organizations o
+        ON o.workspace_id = d.workspace_id AND CAST(o.id AS VARCHAR) = CAST(d.org_id AS VARCHAR)
+    WHERE NOT coalesce(CAST(d._deleted AS BOOLEAN), false)
+      AND NOT coalesce(CAST(d.is_deleted AS BOOLEAN), false)
+      AND coalesce(lower(CAST(d.status AS VARCHAR)), '') <> 'deleted'
+),
 unioned AS (
     SELECT * FROM sf
     UNION ALL
     SELECT * FROM hs
+    UNION ALL
+    SELECT * FROM pd
 )
 SELECT
     u.workspace_id,
@@ -76,7 +121,8 @@ SELECT
     u.created_at,
     u.updated_at,
     u.name,
-    u.account_id,
+    -- an account the lake does not hold keeps the id it would have
+    coalesce(a.merged_id, uuid5(u.workspace_id, u.source, u.account_source_id)) AS account_id,
     u.owner_id,
     u.amount,
     u.currency,
@@ -103,3 +149,6 @@ LEFT JOIN seeds.stage_mappings m
     ON m.source = u.source AND m.raw_stage = u.stage_raw
 LEFT JOIN seeds.currency_rates fx
     ON fx.currency = u.currency
+LEFT JOIN staging.account_sources a
+    ON a.workspace_id = u.workspace_id
+    AND a.id = uuid5(u.workspace_id, u.source, u.account_source_id)

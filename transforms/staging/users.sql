@@ -3,6 +3,7 @@
 -- `hubspot_owner_id`), so a HubSpot user is each distinct owner name found in the
 -- hubspot_owner_id of raw.hubspot_deals, raw.hubspot_companies and raw.hubspot_contacts, per
 -- workspace, with source_id 'owner:<name>' (the key deals/accounts/contacts use for owner_id).
+-- Pipedrive users come from raw.pipedrive_users (`active_flag`, `created`, `modified`).
 WITH sf AS (
     SELECT
         u.workspace_id,
@@ -50,10 +51,27 @@ hs AS (
         CAST(NULL AS BOOLEAN) AS is_active
     FROM hs_owners
 ),
+pd AS (
+    SELECT
+        u.workspace_id,
+        'pipedrive' AS source,
+        CAST(u.id AS VARCHAR) AS source_id,
+        u.source_data,
+        CAST(u.created AS TIMESTAMP) AS created_at,
+        coalesce(CAST(u.modified AS TIMESTAMP), CAST(u.created AS TIMESTAMP)) AS updated_at,
+        CAST(u.name AS VARCHAR) AS name,
+        lower(trim(CAST(u.email AS VARCHAR))) AS email,
+        CAST(NULL AS VARCHAR) AS title,
+        CAST(NULL AS VARCHAR) AS manager_id,
+        CAST(u.active_flag AS BOOLEAN) AS is_active
+    FROM raw.pipedrive_users u
+),
 unioned AS (
     SELECT * FROM sf
     UNION ALL
     SELECT * FROM hs
+    UNION ALL
+    SELECT * FROM pd
 )
 SELECT
     u.workspace_id,

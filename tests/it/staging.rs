@@ -1,0 +1,951 @@
+//! The shipped staging models (transforms/, schemas/, datasets/seeds/ of the repository) on small
+//! hand-made raw tables with known answers: stage mappings per CRM, the multi-CRM account and
+//! contact merge, every link tier and the internal filter, Pipedrive and snapshot-diff stage
+//! history with trigger activities, a Salesforce-only lake; and on a generated demo org, the
+//! counts the generator's truth gives.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use revlake::lake::{DatasetRef, Lake, WorkspaceId, WriteMode};
+use revlake::project::Project;
+use revlake::sql::models::{ModelDag, RunOptions, run_selected};
+use revlake::sql::{SessionOptions, SqlSession};
+
+use crate::common::{memory_lake, rows};
+
+const WS: &str = "w";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A copy of the repository's project (transforms, schemas, seeds) that a test may edit.
+fn project_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["transforms", "schemas", "datasets/seeds"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+/// Lands `rows` (text cells, "" = null) as `dataset` in workspace `w`.
+async fn land(lake: &Lake, dataset: &str, columns: &[&str], data: &[&[&str]]) {
+    let mut fields = vec![Field::new("workspace_id", DataType::Utf8, false)];
+    fields.extend(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)));
+    fields.push(Field::new("source_data", DataType::Utf8, true));
+    let schema = Arc::new(Schema::new(fields));
+    let mut arrays: Vec<Arc<dyn arrow::array::Array>> =
+        vec![Arc::new(StringArray::from(vec![WS; data.len()]))];
+    for i in 0..columns.len() {
+        arrays.push(Arc::new(StringArray::from_iter(
+            data.iter().map(|r| Some(r[i]).filter(|v| !v.is_empty())),
+        )));
+    }
+    arrays.push(Arc::new(StringArray::from(vec!["{}"; data.len()])));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let ds: DatasetRef = dataset.parse().unwrap();
+    lake.write(ds)
+        .with_mode(WriteMode::Append)
+        .with_batches(schema, vec![batch])
+        .await
+        .unwrap();
+}
+
+/// Runs every model of the project at `dir`.
+async fn build(lake: &Lake, dir: &Path) {
+    let project = Project::load(dir).unwrap();
+    let dag = ModelDag::load(&project).unwrap();
+    run_selected(lake, &project, &dag, &RunOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
+}
+
+async fn query(lake: &Lake, sql: &str) -> Vec<String> {
+    let s = SqlSession::open(lake, &SessionOptions::default())
+        .await
+        .unwrap();
+    rows(&s, sql).await
+}
+
+/// The staging id of a source record.
+async fn id_of(lake: &Lake, source: &str, source_id: &str) -> String {
+    query(
+        lake,
+        &format!("SELECT uuid5('{WS}', '{source}', '{source_id}') AS id"),
+    )
+    .await
+    .remove(0)
+}
+
+const SF_ACCOUNT: &[&str] = &["id", "name", "website"];
+const HS_COMPANY: &[&str] = &["hs_object_id", "name", "domain"];
+const SF_OPP: &[&str] = &[
+    "id",
+    "name",
+    "account_id",
+    "stage_name",
+    "amount",
+    "created_date",
+    "close_date",
+    "is_closed",
+    "is_won",
+];
+
+#[tokio::test]
+async fn stages_map_per_source_and_pipedrive_closes_by_status() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_opportunity",
+        SF_OPP,
+        &[
+            &[
+                "006A",
+                "a",
+                "",
+                "Negotiation/Review",
+                "10",
+                "2025-01-01T00:00:00Z",
+                "2025-03-01",
+                "false",
+                "false",
+            ],
+            &[
+                "006B",
+                "b",
+                "",
+                "Id. Decision Makers",
+                "10",
+                "2025-01-01T00:00:00Z",
+                "2025-03-01",
+                "false",
+                "false",
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_deals",
+        &["hs_object_id", "dealname", "dealstage"],
+        &[
+            &["11", "h1", "contractsent"],
+            &["12", "h2", "Qualified To Buy"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_stages",
+        &["id", "name"],
+        &[&["1", "Qualified"], &["3", "Demo Scheduled"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_deals",
+        &["id", "title", "stage_id", "status", "add_time", "won_time"],
+        &[
+            &["21", "p1", "3", "open", "2025-01-01T00:00:00Z", ""],
+            &[
+                "22",
+                "p2",
+                "3",
+                "won",
+                "2025-01-01T00:00:00Z",
+                "2025-02-01T00:00:00Z",
+            ],
+            &["23", "p3", "9", "open", "2025-01-01T00:00:00Z", ""],
+        ],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT source, source_id, stage, stage_raw, is_closed, is_won FROM staging.deals"
+        )
+        .await,
+        [
+            "hubspot,11,negotiation,contractsent,,",
+            "hubspot,12,qualification,Qualified To Buy,,",
+            "pipedrive,21,demo,Demo Scheduled,false,false",
+            "pipedrive,22,closed_won,Won,true,true",
+            // an unknown stage id stays unmapped, raw kept (the quality check reports it)
+            "pipedrive,23,,9,false,false",
+            "salesforce,006A,negotiation,Negotiation/Review,false,false",
+            "salesforce,006B,demo,Id. Decision Makers,false,false",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn accounts_merge_by_domain_then_fuzzy_name_then_the_manual_seed() {
+    let dir = project_copy();
+    // A manual match the matcher cannot find: different domains, different names.
+    std::fs::write(
+        dir.path().join("datasets/seeds/account_matches.csv"),
+        "source,source_id,matches_source,matches_source_id,note\nhubspot,105,salesforce,001F,renamed after an acquisition\n",
+    )
+    .unwrap();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[
+            &["001A", "Acme Corp", "https://www.acme.com/about"],
+            &["001B", "Blue Harbour Health", ""],
+            &["001C", "Zephyr Labs", ""],
+            &["001D", "Orion Data", "orion.io"],
+            &["001F", "Quartz Holdings", "quartz.com"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_companies",
+        HS_COMPANY,
+        &[
+            &["101", "ACME", "acme.com"],
+            &["102", "Blue Harbor Health Inc.", "bhh.com"],
+            &["103", "Zepto Logistics", ""],
+            &["104", "Orion Data", "orion-data.com"],
+            &["105", "QZ Ltd", "qz.example"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_organizations",
+        &["id", "name"],
+        &[&["7", "Acme, Inc."]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_deals",
+        &[
+            "hs_object_id",
+            "dealname",
+            "dealstage",
+            "associated_company_ids",
+        ],
+        &[&["11", "acme renewal", "contractsent", "101"]],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+
+    // The fuzzy pair below the threshold really is below it.
+    let below = query(&lake, "SELECT jaro_winkler(normalize_company('Zephyr Labs'), normalize_company('Zepto Logistics')) < 0.9 AS below").await;
+    assert_eq!(below, ["true"]);
+
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT source, source_id, match_method FROM staging.account_sources"
+        )
+        .await,
+        [
+            "hubspot,101,exact_domain",
+            "hubspot,102,fuzzy_name",
+            "hubspot,103,none",
+            // same name, two different known domains: two companies
+            "hubspot,104,none",
+            "hubspot,105,manual",
+            // the winner of a three-system company is Salesforce, through HubSpot or directly
+            "pipedrive,7,fuzzy_name",
+            "salesforce,001A,none",
+            "salesforce,001B,none",
+            "salesforce,001C,none",
+            "salesforce,001D,none",
+            "salesforce,001F,none",
+        ]
+    );
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT source_id, match_method, domain, external_ids FROM staging.accounts"
+        )
+        .await,
+        [
+            "001A,exact_domain,acme.com,{salesforce: 001A, hubspot: 101, pipedrive: 7}",
+            "001B,fuzzy_name,bhh.com,{salesforce: 001B, hubspot: 102}",
+            "001C,none,,{salesforce: 001C}",
+            "001D,none,orion.io,{salesforce: 001D}",
+            "001F,manual,quartz.com,{salesforce: 001F, hubspot: 105}",
+            "103,none,,{hubspot: 103}",
+            "104,none,orion-data.com,{hubspot: 104}",
+        ]
+    );
+    // The HubSpot deal points at the merged (Salesforce) account.
+    let acme = id_of(&lake, "salesforce", "001A").await;
+    assert_eq!(
+        query(&lake, "SELECT account_id FROM staging.deals").await,
+        [acme]
+    );
+}
+
+#[tokio::test]
+async fn source_priority_picks_the_winner() {
+    let dir = project_copy();
+    std::fs::write(
+        dir.path().join("datasets/seeds/source_priority.csv"),
+        "entity,source,priority\naccounts,hubspot,1\naccounts,salesforce,2\ncontacts,salesforce,1\n",
+    )
+    .unwrap();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[&["001A", "Acme Corp", "acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_companies",
+        HS_COMPANY,
+        &[&["101", "ACME", "acme.com"]],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT source, source_id, name, match_method FROM staging.accounts"
+        )
+        .await,
+        ["hubspot,101,ACME,exact_domain"]
+    );
+}
+
+#[tokio::test]
+async fn contacts_merge_by_lowercased_email_and_follow_the_merged_account() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[&["001A", "Acme Corp", "acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_companies",
+        HS_COMPANY,
+        &[&["101", "ACME", "acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_contact",
+        &["id", "account_id", "first_name", "email", "title"],
+        &[
+            &["003A", "001A", "Ann", "ann@acme.com", ""],
+            &["003B", "001A", "Bo", "", "CTO"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_contacts",
+        &[
+            "hs_object_id",
+            "associatedcompanyid",
+            "firstname",
+            "email",
+            "jobtitle",
+        ],
+        &[
+            &["501", "101", "Ann", " Ann@ACME.com ", "VP Sales"],
+            &["502", "101", "Cy", "cy@acme.com", ""],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_persons",
+        &["id", "first_name", "emails"],
+        &[&[
+            "9",
+            "Cy",
+            r#"[{"label":"work","value":"cy@acme.com","primary":true}]"#,
+        ]],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    let acme = id_of(&lake, "salesforce", "001A").await;
+    assert_eq!(
+        query(
+            &lake,
+            &format!(
+                "SELECT source_id, email, title, match_method, external_ids, account_id = '{acme}' FROM staging.contacts"
+            )
+        )
+        .await,
+        [
+            // the winner (Salesforce) keeps its fields; the title it lacks comes from HubSpot
+            "003A,ann@acme.com,VP Sales,email,{salesforce: 003A, hubspot: 501},true",
+            // no email: never merged
+            "003B,,CTO,none,{salesforce: 003B},true",
+            "502,cy@acme.com,,email,{hubspot: 502, pipedrive: 9},true",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn conversations_link_by_every_tier_and_internal_meetings_stay_unlinked() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[
+            &["001A", "Acme Corp", "acme.com"],
+            &["001B", "Beta Inc", "beta.com"],
+            &["001C", "Gamma LLC", "gamma.com"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_contact",
+        &["id", "account_id", "email"],
+        &[&["003A", "001A", "ann@acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_user",
+        &["id", "name", "email"],
+        &[&["005A", "Rep One", "rep@northbeam.io"]],
+    )
+    .await;
+    let open = |id: &'static str, account: &'static str| -> [&'static str; 9] {
+        [
+            id,
+            id,
+            account,
+            "Prospecting",
+            "10",
+            "2024-01-01T00:00:00Z",
+            "2026-12-31",
+            "false",
+            "false",
+        ]
+    };
+    let (a1, c1, c2) = (
+        open("006A1", "001A"),
+        open("006C1", "001C"),
+        open("006C2", "001C"),
+    );
+    land(
+        &lake,
+        "raw.salesforce_opportunity",
+        SF_OPP,
+        &[&a1, &c1, &c2],
+    )
+    .await;
+    let p = |emails: &[&str]| -> String {
+        let items: Vec<String> = emails
+            .iter()
+            .map(|e| format!(r#"{{"name":"x","email":"{e}","affiliation":"unknown"}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    let calls = [
+        (
+            "c1",
+            "Contract review",
+            p(&["rep@northbeam.io", "bob@acme.com"]),
+            "salesforce",
+            "006A1",
+            "",
+        ),
+        (
+            "c2",
+            "Intro",
+            p(&["rep@northbeam.io", "ann@acme.com"]),
+            "",
+            "",
+            "",
+        ),
+        (
+            "c3",
+            "Discovery",
+            p(&["rep@northbeam.io", "new.person@beta.com"]),
+            "",
+            "",
+            "",
+        ),
+        (
+            "c4",
+            "Cold call",
+            p(&["rep@northbeam.io", "x@unknown.example"]),
+            "",
+            "",
+            "",
+        ),
+        (
+            "c5",
+            "Forecast review",
+            p(&["rep@northbeam.io", "vp@kitewire.com"]),
+            "",
+            "",
+            "",
+        ),
+        ("c6", "Weekly pipeline sync", p(&[]), "", "", ""),
+        (
+            "c7",
+            "Sync with Gamma",
+            p(&["rep@northbeam.io", "cto@gamma.com"]),
+            "salesforce",
+            "",
+            "001C",
+        ),
+    ];
+    let rows: Vec<[&str; 8]> = calls
+        .iter()
+        .map(|c| {
+            [
+                c.0,
+                c.1,
+                "2025-06-02T15:00:00Z",
+                "1800",
+                c.2.as_str(),
+                c.3,
+                c.4,
+                c.5,
+            ]
+        })
+        .collect();
+    let rows: Vec<&[&str]> = rows.iter().map(|r| r.as_slice()).collect();
+    land(
+        &lake,
+        "raw.gong_calls",
+        &[
+            "id",
+            "title",
+            "started",
+            "duration",
+            "participants",
+            "crm_source",
+            "crm_deal_id",
+            "crm_account_id",
+        ],
+        &rows,
+    )
+    .await;
+    // A task on the account (no deal) and a task with only a contact.
+    land(
+        &lake,
+        "raw.salesforce_task",
+        &["id", "what_id", "who_id", "subject", "type", "created_date"],
+        &[
+            &["00TA", "001A", "", "Call", "Call", "2025-06-02T10:00:00Z"],
+            &[
+                "00TB",
+                "",
+                "003A",
+                "Email: Follow up",
+                "Email",
+                "2025-06-02T10:00:00Z",
+            ],
+            &[
+                "00TC",
+                "006A1",
+                "",
+                "Team standup",
+                "Call",
+                "2025-06-02T10:00:00Z",
+            ],
+        ],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    let ids = [
+        ("A", id_of(&lake, "salesforce", "001A").await),
+        ("B", id_of(&lake, "salesforce", "001B").await),
+        ("C", id_of(&lake, "salesforce", "001C").await),
+        ("dealA", id_of(&lake, "salesforce", "006A1").await),
+    ];
+    let name = |v: &str| -> String {
+        ids.iter()
+            .find(|(_, id)| id == v)
+            .map_or(v.to_string(), |(n, _)| n.to_string())
+    };
+    let readable = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|l| l.split(',').map(name).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT source_id, deal_id, account_id, contact_id IS NOT NULL, link_method, link_confidence, is_internal, internal_reason FROM staging.conversations"
+            )
+            .await
+        ),
+        [
+            "c1,dealA,A,false,crm_association,1.0,false,",
+            "c2,dealA,A,true,single_open_deal,0.7200000000000001,false,",
+            "c3,,B,false,email_domain,0.7,false,",
+            "c4,,,false,none,,false,",
+            "c5,,,false,internal,,true,internal_participants",
+            "c6,,,false,internal,,true,title:sync",
+            // an internal-sounding title with an external participant is a customer call
+            "c7,,C,false,crm_id,1.0,false,",
+        ]
+    );
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT source_id, severity, likely_cause, open_deals_at_call FROM marts.conversations_without_deals"
+        )
+        .await,
+        [
+            "c3,high,new opportunity not logged,0",
+            "c4,low,unknown domain: participants match no account,0",
+            "c7,medium,deal association missing: several open deals at the account,2",
+        ]
+    );
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT source_id, deal_id, account_id, link_method, is_internal, internal_reason FROM staging.activities"
+            )
+            .await
+        ),
+        [
+            "00TA,dealA,A,single_open_deal,false,",
+            "00TB,dealA,A,single_open_deal,false,",
+            "00TC,,,internal,true,title:standup",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn stage_history_from_pipedrive_changes_and_file_snapshots_with_durations_and_triggers() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.pipedrive_stages",
+        &["id", "name"],
+        &[
+            &["1", "Qualified"],
+            &["2", "Contact Made"],
+            &["3", "Demo Scheduled"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_deals",
+        &["id", "title", "stage_id", "status", "add_time", "won_time"],
+        &[&[
+            "21",
+            "p1",
+            "3",
+            "won",
+            "2025-01-01T00:00:00Z",
+            "2025-01-11T00:00:00Z",
+        ]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_deal_stage_changes",
+        &["id", "deal_id", "old_value", "new_value", "log_time"],
+        &[
+            &["901", "21", "1", "2", "2025-01-03T00:00:00Z"],
+            &["902", "21", "2", "3", "2025-01-07T00:00:00Z"],
+        ],
+    )
+    .await;
+    // A HubSpot deals file without "Date entered" columns, imported three times: the snapshot
+    // diffs are its only history. A Salesforce deal has native history: its snapshot is ignored.
+    land(
+        &lake,
+        "raw.hubspot_deals",
+        &["hs_object_id", "dealname", "dealstage"],
+        &[&["31", "h", "Contract Sent"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_stage_snapshots",
+        &[
+            "deal_key",
+            "from_stage",
+            "to_stage",
+            "observed_at",
+            "batch_id",
+        ],
+        &[
+            &["31", "", "Qualified To Buy", "2025-02-01T00:00:00Z", "b1"],
+            &[
+                "31",
+                "Qualified To Buy",
+                "Contract Sent",
+                "2025-02-04T12:00:00Z",
+                "b2",
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_opportunity",
+        SF_OPP,
+        &[&[
+            "006A",
+            "a",
+            "",
+            "Needs Analysis",
+            "1",
+            "2025-03-01T00:00:00Z",
+            "2025-06-01",
+            "false",
+            "false",
+        ]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_opportunity_history",
+        &["id", "opportunity_id", "stage_name", "created_date"],
+        &[
+            &["008A", "006A", "Prospecting", "2025-03-01T00:00:00Z"],
+            &["008B", "006A", "Prospecting", "2025-03-02T00:00:00Z"],
+            &["008C", "006A", "Needs Analysis", "2025-03-05T00:00:00Z"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_stage_snapshots",
+        &[
+            "deal_key",
+            "from_stage",
+            "to_stage",
+            "observed_at",
+            "batch_id",
+        ],
+        &[&["006A", "", "Needs Analysis", "2025-03-09T00:00:00Z", "b0"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_event",
+        &["id", "what_id", "start_date_time", "subject"],
+        &[
+            &["00UA", "006A", "2025-03-03T00:00:00Z", "Intro meeting"],
+            &["00UB", "006A", "2025-03-04T00:00:00Z", "Discovery meeting"],
+            &["00UC", "006A", "2025-03-06T00:00:00Z", "Later meeting"],
+        ],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    let trigger = id_of(&lake, "salesforce", "00UB").await;
+    let got = query(
+        &lake,
+        "SELECT source, source_id, from_stage, to_stage, to_stage_raw, transitioned_at, duration_days, trigger_activity_id FROM staging.deal_stage_history",
+    )
+    .await;
+    let got: Vec<String> = got
+        .into_iter()
+        .map(|l| l.replace(&trigger, "00UB"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "hubspot,snapshot:31:1738368000,,qualification,Qualified To Buy,2025-02-01T00:00:00Z,,",
+            "hubspot,snapshot:31:1738670400,qualification,negotiation,Contract Sent,2025-02-04T12:00:00Z,3.5,",
+            "pipedrive,21:created,,qualification,Qualified,2025-01-01T00:00:00Z,,",
+            "pipedrive,21:won,demo,closed_won,Won,2025-01-11T00:00:00Z,4.0,",
+            "pipedrive,901,qualification,discovery,Contact Made,2025-01-03T00:00:00Z,2.0,",
+            "pipedrive,902,discovery,demo,Demo Scheduled,2025-01-07T00:00:00Z,4.0,",
+            "salesforce,008A,,lead,Prospecting,2025-03-01T00:00:00Z,,",
+            // 008B does not change the stage; the trigger is the meeting nearest before
+            "salesforce,008C,lead,discovery,Needs Analysis,2025-03-05T00:00:00Z,4.0,00UB",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_salesforce_only_lake_builds_every_model() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[&["001A", "Acme Corp", "acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_opportunity",
+        SF_OPP,
+        &[&[
+            "006A",
+            "a",
+            "001A",
+            "Closed Won",
+            "5",
+            "2025-01-01T00:00:00Z",
+            "2025-02-01",
+            "true",
+            "true",
+        ]],
+    )
+    .await;
+    let project = Project::load(dir.path()).unwrap();
+    let dag = ModelDag::load(&project).unwrap();
+    let mut built = Vec::new();
+    run_selected(&lake, &project, &dag, &RunOptions::default(), &mut |r| {
+        built.push(format!("{}={}", r.dataset, r.outcome.rows))
+    })
+    .await
+    .unwrap();
+    built.sort();
+    assert_eq!(
+        built,
+        [
+            "marts.conversations_without_deals=0",
+            "staging.account_sources=1",
+            "staging.accounts=1",
+            "staging.activities=0",
+            "staging.contact_sources=0",
+            "staging.contacts=0",
+            "staging.conversations=0",
+            "staging.deal_contacts=0",
+            "staging.deal_stage_history=0",
+            "staging.deals=1",
+            "staging.users=0",
+        ]
+    );
+    // A raw input nobody declared is still refused, naming file and line.
+    std::fs::write(
+        dir.path().join("transforms/staging/extra.sql"),
+        "SELECT *\nFROM raw.nowhere",
+    )
+    .unwrap();
+    let project = Project::load(dir.path()).unwrap();
+    let dag = ModelDag::load(&project).unwrap();
+    let e = run_selected(&lake, &project, &dag, &RunOptions::default(), &mut |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("extra.sql:2") && e.contains("unknown input `raw.nowhere`"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_org_matches_the_generators_truth() {
+    use revlake::generate::{GenerateConfig, generate};
+    let out = tempfile::tempdir().unwrap();
+    let config = GenerateConfig {
+        deals: 2_000,
+        seed: 7,
+        ..GenerateConfig::default()
+    };
+    let summary = generate(&config, out.path(), &mut |_| {}).unwrap();
+    let truth = summary.truth;
+    let lake = memory_lake().await;
+    let ws = WorkspaceId::new("demo").unwrap();
+    revlake::pipeline::land_exports(&lake, out.path(), &ws, "sync-1", &mut |_| {})
+        .await
+        .unwrap();
+    let project = Project::load(&repo()).unwrap();
+    revlake::pipeline::transform(&lake, &project, Some(&ws), &mut |_| {})
+        .await
+        .unwrap();
+    let one = |sql: &'static str| {
+        let lake = lake.clone();
+        async move { query(&lake, sql).await.remove(0).parse::<u64>().unwrap() }
+    };
+    assert_eq!(one("SELECT count(*) FROM staging.deals").await, truth.deals);
+    assert_eq!(
+        one("SELECT count(*) FROM staging.deals WHERE stage IS NULL").await,
+        0,
+        "every deal has a normalized stage"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM staging.deals WHERE source = 'hubspot'").await,
+        truth.hubspot.deals
+    );
+    assert_eq!(
+        one(
+            "WITH last AS (SELECT deal_id, to_stage, row_number() OVER (PARTITION BY deal_id ORDER BY transitioned_at DESC, source_id DESC) AS n FROM staging.deal_stage_history) \
+             SELECT count(*) FROM staging.deals d LEFT JOIN last l ON l.deal_id = d.id AND l.n = 1 \
+             WHERE l.to_stage IS NULL OR l.to_stage <> d.stage"
+        )
+        .await,
+        0,
+        "the last history row of every deal is its current stage"
+    );
+    // Salesforce keeps every move: one row per stage entered.
+    assert_eq!(
+        one("SELECT count(*) FROM staging.deal_stage_history WHERE source = 'salesforce' AND from_stage IS NOT NULL").await,
+        truth.salesforce.stage_transitions
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM staging.account_sources").await,
+        truth.salesforce.accounts + truth.hubspot.accounts
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM staging.account_sources WHERE match_method = 'exact_domain'")
+            .await,
+        truth.shared_domains
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM staging.accounts").await,
+        truth.salesforce.accounts + truth.hubspot.accounts - truth.shared_domains,
+        "one row per real company"
+    );
+    // The two CRMs' contacts never share an email in this org.
+    assert_eq!(
+        one("SELECT count(*) FROM staging.contacts").await,
+        truth.salesforce.contacts + truth.hubspot.contacts
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM staging.activities").await,
+        truth.files["salesforce/Task.csv"] + truth.files["salesforce/Event.csv"]
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM staging.users WHERE source = 'salesforce'").await,
+        truth.salesforce.users
+    );
+    // HubSpot deals point at the merged accounts: none at a HubSpot record that lost a merge.
+    assert_eq!(
+        one("SELECT count(*) FROM staging.deals d LEFT JOIN staging.accounts a ON a.id = d.account_id WHERE a.id IS NULL").await,
+        0
+    );
+}
