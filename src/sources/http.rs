@@ -126,6 +126,9 @@ pub enum Verdict {
     Retry(Option<Duration>),
     /// Permanent: fail with this explanation.
     Fail(String),
+    /// The vendor's way of saying nothing matches (Gong answers 404 "No calls found"): read
+    /// the response as a success whose body is this JSON (an empty page).
+    Empty(Value),
 }
 
 /// A vendor's reading of an error response: `(status, body) → verdict`, `None` for the
@@ -578,6 +581,17 @@ impl HttpClient {
                 Next::Retry(w.or(wait), format!("{status}: {}", excerpt(&body)))
             }
             Some(Verdict::Fail(reason)) => fail(format!("{status}: {reason}")),
+            Some(Verdict::Empty(answer)) => {
+                tracing::debug!(connection = %cfg.connection, url = %redact_url(url), %status, "no records match; an empty page");
+                match http::Response::builder()
+                    .status(StatusCode::OK)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(answer.to_string())
+                {
+                    Ok(r) => Next::Done(Response::from(r)),
+                    Err(e) => fail(format!("{status}: cannot stand in an empty page: {e}")),
+                }
+            }
             None => fail(format!("{status}: {}", excerpt(&body))),
         }
     }

@@ -1,9 +1,11 @@
 //! Extract: sources land raw records in `raw.<source>_<object>` tables.
 //!
 //! Two paths: file imports (`file`: vendor exports and other files) and API connectors, each a
-//! [`source::Source`] built on the shared [`http::HttpClient`] and landed by [`sync`].
+//! [`source::Source`] built on the shared [`http::HttpClient`] and landed by [`sync`]. Singer
+//! taps and Airbyte sources ([`singer`]) run as subprocesses and land through [`stateful`].
 
 pub mod file;
+pub mod gong;
 pub mod http;
 pub mod hubspot;
 pub mod naming;
@@ -12,8 +14,12 @@ pub mod pipedrive;
 pub mod records;
 pub mod registry;
 pub mod salesforce;
+pub mod singer;
 pub mod source;
+pub mod stateful;
+pub mod stripe;
 pub mod sync;
+pub mod zendesk;
 
 use std::path::PathBuf;
 
@@ -36,13 +42,17 @@ pub enum SourceError {
     },
     #[error("{}: the file has no header row", path.display())]
     NoHeader { path: PathBuf },
-    #[error("connection {connection}: credential `{credential}` is missing: set the environment variable {var}")]
+    #[error(
+        "connection {connection}: credential `{credential}` is missing: set the environment variable {var}"
+    )]
     MissingCredential {
         connection: String,
         credential: String,
         var: String,
     },
-    #[error("connection {connection}: {url}: not authorized: {reason} (credentials from {credentials})")]
+    #[error(
+        "connection {connection}: {url}: not authorized: {reason} (credentials from {credentials})"
+    )]
     Unauthorized {
         connection: String,
         url: String,
@@ -69,12 +79,34 @@ pub enum SourceError {
         #[source]
         source: LakeError,
     },
+    /// A Singer tap or Airbyte source failed: it exited non-zero, printed a malformed message
+    /// or broke the protocol. `at` is the stdout line (or the exit status), `stderr` its last
+    /// lines of standard error.
+    #[error(
+        "connection {connection}: tap `{tap}` {at}: {reason}{}",
+        stderr_tail(stderr)
+    )]
+    Tap {
+        connection: String,
+        tap: String,
+        at: String,
+        reason: String,
+        stderr: Vec<String>,
+    },
     #[error("importing {} failed: {source}", path.display())]
     Lake {
         path: PathBuf,
         #[source]
         source: LakeError,
     },
+}
+
+fn stderr_tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; its last stderr lines:\n  {}", lines.join("\n  "))
+    }
 }
 
 pub type Result<T, E = SourceError> = std::result::Result<T, E>;

@@ -7,6 +7,8 @@
 //! - [`Paging::Offset`]: offset/limit (`start`/`limit` with `more_items_in_collection`).
 //! - [`Paging::HasMore`]: Stripe's `has_more` with `starting_after=<last id>`.
 //! - [`Paging::BodyCursor`]: a POST search whose body carries the cursor (HubSpot search).
+//! - [`Paging::NextUrlUntil`]: an export whose last page still names a next URL and says it is
+//!   the last with a flag (Zendesk's `after_url` / `next_page` with `end_of_stream`).
 
 use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::Method;
@@ -48,6 +50,13 @@ pub enum Paging {
     BodyCursor {
         pointer: &'static str,
         field: &'static str,
+    },
+    /// The next page's URL at `next`, followed while the boolean at `end` is false. The last
+    /// page names a next URL too (where a later export would resume): it is not followed, and
+    /// a page that is not the last but names none is malformed.
+    NextUrlUntil {
+        next: &'static str,
+        end: &'static str,
     },
 }
 
@@ -160,7 +169,14 @@ pub fn pages<'a>(
                 }
             }
             let url = client.url(&path).await?;
-            let shown = redact_url(&url);
+            // Messages name the page with its query (the cursor or offset that reached it).
+            let shown = {
+                let mut full = url.clone();
+                if !query.is_empty() {
+                    full.query_pairs_mut().extend_pairs(&query);
+                }
+                redact_url(&full)
+            };
             let response = match &body {
                 Some(b) => {
                     client
@@ -198,6 +214,23 @@ pub fn pages<'a>(
                     }
                     None => st.done = true,
                 },
+                Paging::NextUrlUntil { next, end } => {
+                    let ended = value.pointer(end).and_then(Value::as_bool).ok_or_else(|| {
+                        malformed(format!("no boolean `{end}` says whether the export ended"))
+                    })?;
+                    match text_at(next) {
+                        _ if ended => st.done = true,
+                        Some(url) => {
+                            st.guard.check(client.connection(), &shown, &url)?;
+                            st.next = Some(Next::Url(url));
+                        }
+                        None => {
+                            return Err(malformed(format!(
+                                "`{end}` is false but there is no next page at `{next}`"
+                            )));
+                        }
+                    }
+                }
                 Paging::BodyCursor { pointer, field } => match text_at(pointer) {
                     Some(next) => {
                         st.guard.check(client.connection(), &shown, &next)?;

@@ -17,7 +17,9 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::SourceError;
 use super::naming::{RESERVED, snake_case};
+use super::source::{CursorRole, Page};
 
 /// The landed type of a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +112,17 @@ pub fn parse_timestamp(v: &str) -> Option<DateTime<Utc>> {
     None
 }
 
+/// The array of records at `pointer` of a response body (`/data`, `/tickets`): null is an
+/// empty page; absent, or not an array, is the reason the page is malformed.
+pub fn records_at<'v>(body: &'v Value, pointer: &str) -> Result<&'v [Value], String> {
+    match body.pointer(pointer) {
+        Some(Value::Array(a)) => Ok(a),
+        Some(Value::Null) => Ok(&[]),
+        Some(_) => Err(format!("`{pointer}` is not an array")),
+        None => Err(format!("the response has no `{pointer}` array")),
+    }
+}
+
 /// Builds one page's record batch.
 #[derive(Debug, Default)]
 pub struct PageBuilder {
@@ -157,6 +170,41 @@ impl PageBuilder {
             }
         }
         self.rows.push((fields, original.to_string(), deleted));
+    }
+
+    /// Adds a whole record, field by field (`record` must be an object).
+    pub fn push_record(&mut self, record: &Value, deleted: bool) -> Result<(), String> {
+        match record.as_object() {
+            Some(fields) => {
+                self.push(fields.clone(), record, deleted);
+                Ok(())
+            }
+            None => Err(format!(
+                "record {} of the page is not an object",
+                self.len()
+            )),
+        }
+    }
+
+    /// Finishes the batch into a [`Page`] read from `url` (redacted) by `connection`, whose
+    /// cursor values count as `cursor` says.
+    pub fn into_page(
+        self,
+        connection: &str,
+        url: &str,
+        cursor: Option<CursorRole>,
+    ) -> Result<Page, SourceError> {
+        let (batch, coerced) = self.finish().map_err(|e| SourceError::MalformedPage {
+            connection: connection.to_string(),
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Page {
+            batch,
+            url: url.to_string(),
+            coerced,
+            cursor,
+        })
     }
 
     /// The batch: one column per field seen, then `source_data` and `_deleted`. Fields whose
@@ -296,9 +344,9 @@ fn build_column<'a>(
                         parse_date(s)
                             .and_then(|d| d.and_hms_opt(0, 0, 0))
                             .map(|t| t.and_utc())
-                            .or_else(|| epoch_millis(s.trim().parse::<i64>().ok()?))
+                            .or_else(|| epoch_time(s.trim().parse::<i64>().ok()?))
                     }),
-                    Value::Number(x) => x.as_i64().and_then(epoch_millis),
+                    Value::Number(x) => x.as_i64().and_then(epoch_time),
                     _ => None,
                 };
                 fit(parsed.is_some(), v);
@@ -320,11 +368,16 @@ fn build_column<'a>(
     (array, nulled)
 }
 
-/// Epoch milliseconds (HubSpot's timestamps in some endpoints) when plausibly in 1990..2100.
-fn epoch_millis(ms: i64) -> Option<DateTime<Utc>> {
+/// Epoch milliseconds (HubSpot's timestamps in some endpoints) or epoch seconds (Stripe's
+/// `created`, Zendesk's export times) when plausibly in 1990..2100: the two ranges do not
+/// overlap, so the magnitude tells the unit.
+fn epoch_time(n: i64) -> Option<DateTime<Utc>> {
+    if (631_152_000..4_102_444_800).contains(&n) {
+        return DateTime::from_timestamp(n, 0);
+    }
     (631_152_000_000..4_102_444_800_000)
-        .contains(&ms)
-        .then(|| DateTime::from_timestamp_millis(ms))
+        .contains(&n)
+        .then(|| DateTime::from_timestamp_millis(n))
         .flatten()
 }
 
@@ -415,5 +468,23 @@ mod tests {
         assert!(parse_timestamp("2025-01-31T09:30:00.123Z").is_some());
         assert!(parse_timestamp("2025-01-31 09:30:00").is_some());
         assert!(parse_timestamp("hello world, a long text").is_none());
+    }
+
+    #[test]
+    fn hinted_epoch_numbers_are_seconds_or_milliseconds_by_magnitude() {
+        let records = [
+            json!({"created": 1_736_000_000}),
+            json!({"created": 1_736_000_000_000_i64}),
+            json!({"created": 12}),
+        ];
+        let (batch, nulled) = page(&records, &[("created", FieldKind::Timestamp)]);
+        assert_eq!(nulled, 1);
+        let created = batch
+            .column_by_name("created")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(created.value(0), 1_736_000_000_000_000);
+        assert_eq!(created.value(1), 1_736_000_000_000_000);
+        assert!(created.is_null(2));
     }
 }

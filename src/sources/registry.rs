@@ -21,7 +21,16 @@ pub struct VendorInfo {
 
 /// Every shipped vendor.
 pub fn vendors() -> Vec<VendorInfo> {
-    vec![pipedrive::INFO, super::salesforce::INFO, hubspot::INFO]
+    vec![
+        pipedrive::INFO,
+        super::salesforce::INFO,
+        hubspot::INFO,
+        super::singer::SINGER,
+        super::singer::AIRBYTE,
+        super::stripe::INFO,
+        super::zendesk::INFO,
+        super::gong::INFO,
+    ]
 }
 
 /// The vendor named `name`.
@@ -48,6 +57,11 @@ pub fn open(connection: &Connection) -> Result<Box<dyn Source>> {
         "pipedrive" => Ok(Box::new(pipedrive::Pipedrive::open(connection)?)),
         "hubspot" => Ok(Box::new(hubspot::Hubspot::open(connection)?)),
         "salesforce" => Ok(Box::new(super::salesforce::Salesforce::open(connection)?)),
+        "singer" => Ok(Box::new(super::singer::Tap::singer(connection)?)),
+        "airbyte" => Ok(Box::new(super::singer::Tap::airbyte(connection)?)),
+        "stripe" => Ok(Box::new(super::stripe::Stripe::open(connection)?)),
+        "zendesk" => Ok(Box::new(super::zendesk::Zendesk::open(connection)?)),
+        "gong" => Ok(Box::new(super::gong::Gong::open(connection)?)),
         other => Err(SourceError::Config {
             connection: connection.name.clone(),
             reason: format!("no connector is registered for {other}"),

@@ -97,6 +97,36 @@ pub trait Source: Send + Sync {
 
     /// Request counters of the connection's client: (requests, retries).
     fn request_stats(&self) -> (u64, u64);
+
+    /// The whole-run reader of a source that emits all its streams in one run and resumes
+    /// from an opaque state document (Singer taps, Airbyte sources); `None` for sources read
+    /// stream by stream. When `Some`, [`super::sync::sync_source`] lands through it and
+    /// [`Source::read`] is not called.
+    fn stateful(&self) -> Option<&dyn StatefulSource> {
+        None
+    }
+}
+
+/// What a [`StatefulSource`] emits, in order.
+#[derive(Debug, Clone)]
+pub enum StatefulEvent {
+    /// Records of one stream; the spec (table, key) may first be learnt during the run (a
+    /// Singer `SCHEMA` message) and stays the same for the stream's later pages.
+    Page { stream: StreamSpec, page: Page },
+    /// The state document that resumes the source after everything emitted before it: a
+    /// checkpoint, committed only once those records were landed.
+    State(serde_json::Value),
+}
+
+/// A source read in one run over all its streams, whose cursor is an opaque JSON state
+/// document the source gets back on the next run (stored in `ops.sync_state`).
+pub trait StatefulSource: Send + Sync {
+    /// Reads every stream from `state` (from the start when `None`); an error ends the run
+    /// and nothing after the last [`StatefulEvent::State`] is committed.
+    fn read_all<'a>(
+        &'a self,
+        state: Option<serde_json::Value>,
+    ) -> BoxStream<'a, Result<StatefulEvent, SourceError>>;
 }
 
 /// A named connection, as declared in a pipeline file under `[connections.NAME]`.

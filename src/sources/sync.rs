@@ -112,7 +112,7 @@ pub async fn stored_cursor(
     Ok(micros.and_then(DateTime::from_timestamp_micros))
 }
 
-fn raw_dataset(connection: &Connection, spec: &StreamSpec) -> Result<DatasetRef> {
+pub(super) fn raw_dataset(connection: &Connection, spec: &StreamSpec) -> Result<DatasetRef> {
     DatasetRef::new(Layer::Raw, spec.table.clone()).map_err(|e| SourceError::Config {
         connection: connection.name.clone(),
         reason: format!(
@@ -132,6 +132,18 @@ pub async fn sync_source(
     options: &SyncOptions,
     on_event: &mut (dyn FnMut(SyncEvent<'_>) + Send),
 ) -> Result<Vec<StreamOutcome>> {
+    if let Some(stateful) = source.stateful() {
+        return super::stateful::sync_stateful(
+            lake,
+            source.vendor(),
+            stateful,
+            connection,
+            workspace,
+            options,
+            on_event,
+        )
+        .await;
+    }
     let streams = source.streams();
     let selected: Vec<StreamSpec> = if options.streams.is_empty() {
         streams
@@ -358,9 +370,10 @@ fn malformed(connection: &Connection, url: &str, e: impl std::fmt::Display) -> S
     }
 }
 
-/// Merges the buffered pages into the raw table with the cursor, in one commit.
+/// Merges the buffered pages into the raw table with the cursor, in one commit; a stream
+/// without a primary key (`key` holds only the workspace column) appends instead.
 #[allow(clippy::too_many_arguments)]
-async fn commit(
+pub(super) async fn commit(
     lake: &Lake,
     dataset: &DatasetRef,
     key: &[String],
@@ -380,17 +393,26 @@ async fn commit(
             },
         })?;
     outcome.values_nulled += nulled;
-    let batches = dedup_last(&schema, batches, key).map_err(|e| SourceError::Landing {
-        dataset: dataset.to_string(),
-        source: crate::lake::LakeError::Input {
-            dataset: dataset.clone(),
-            message: e,
-        },
-    })?;
-    let mut write = lake
-        .write(dataset.clone())
-        .with_mode(WriteMode::Merge)
-        .with_merge_key(key.to_vec())
+    let append = key.iter().all(|k| k == WORKSPACE_COLUMN);
+    let write = if append {
+        lake.write(dataset.clone()).with_mode(WriteMode::Append)
+    } else {
+        lake.write(dataset.clone())
+            .with_mode(WriteMode::Merge)
+            .with_merge_key(key.to_vec())
+    };
+    let batches = if append {
+        batches
+    } else {
+        dedup_last(&schema, batches, key).map_err(|e| SourceError::Landing {
+            dataset: dataset.to_string(),
+            source: crate::lake::LakeError::Input {
+                dataset: dataset.clone(),
+                message: e,
+            },
+        })?
+    };
+    let mut write = write
         .with_batches(schema.clone(), batches)
         .with_commit_metadata("revlake.sync_id", outcome.sync_id.clone().into())
         .with_commit_metadata("revlake.connection", outcome.connection.clone().into())
@@ -410,7 +432,7 @@ async fn commit(
 }
 
 /// Adds `workspace_id`, `_synced_at` and `_sync_id`.
-fn add_sync_columns(
+pub(super) fn add_sync_columns(
     batch: &RecordBatch,
     workspace: &WorkspaceId,
     sync_id: &str,
@@ -551,7 +573,11 @@ fn dedup_last(
 }
 
 /// Appends the outcome to `ops.sync_log`.
-async fn write_sync_log(lake: &Lake, workspace: &WorkspaceId, o: &StreamOutcome) -> Result<()> {
+pub(super) async fn write_sync_log(
+    lake: &Lake,
+    workspace: &WorkspaceId,
+    o: &StreamOutcome,
+) -> Result<()> {
     let dataset =
         DatasetRef::new(Layer::Ops, "sync_log").map_err(|source| SourceError::Landing {
             dataset: "ops.sync_log".into(),
