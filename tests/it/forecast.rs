@@ -617,12 +617,20 @@ async fn backtest_on_a_generated_org_beats_the_base_rate_and_commands_work() {
         ],
     );
     assert_eq!(code, Some(0), "{err}");
-    let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     assert_eq!(rows.len(), 2, "{out}");
     for row in &rows {
         let (n, mean): (u64, f64) = (row[1].parse().unwrap(), row[2].parse().unwrap());
         assert!(n >= 5, "{out}");
-        assert!(mean > 0.02, "{} should raise p_win on the generated org: {out}", row[0]);
+        assert!(
+            mean > 0.02,
+            "{} should raise p_win on the generated org: {out}",
+            row[0]
+        );
     }
     let (code, out, err) = revlake(
         &path,

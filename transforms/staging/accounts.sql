@@ -22,7 +22,12 @@ ids AS (
     SELECT
         workspace_id,
         merged_id,
-        map(array_agg(source ORDER BY pos), array_agg(source_id ORDER BY pos)) AS external_ids
+        -- best-ranked source first; Utf8, not Utf8View: DataFusion 55's map() copies whole
+        -- view buffers per row (quadratic)
+        map(
+            array_agg(arrow_cast(source, 'Utf8') ORDER BY pos),
+            array_agg(arrow_cast(source_id, 'Utf8') ORDER BY pos)
+        ) AS external_ids
     FROM per_source
     GROUP BY workspace_id, merged_id
 ),
@@ -30,10 +35,10 @@ merged AS (
     SELECT
         workspace_id,
         merged_id,
-        array_agg(domain ORDER BY pos) FILTER (WHERE domain IS NOT NULL) AS domains,
-        array_agg(industry ORDER BY pos) FILTER (WHERE industry IS NOT NULL) AS industries,
-        array_agg(employee_count ORDER BY pos) FILTER (WHERE employee_count IS NOT NULL) AS employee_counts,
-        array_agg(annual_revenue ORDER BY pos) FILTER (WHERE annual_revenue IS NOT NULL) AS revenues,
+        first_value(domain ORDER BY pos) FILTER (WHERE domain IS NOT NULL) AS first_domain,
+        first_value(industry ORDER BY pos) FILTER (WHERE industry IS NOT NULL) AS first_industry,
+        first_value(employee_count ORDER BY pos) FILTER (WHERE employee_count IS NOT NULL) AS first_employee_count,
+        first_value(annual_revenue ORDER BY pos) FILTER (WHERE annual_revenue IS NOT NULL) AS first_annual_revenue,
         min(CASE match_method WHEN 'manual' THEN 1 WHEN 'exact_domain' THEN 2 WHEN 'fuzzy_name' THEN 3 END) AS method_rank
     FROM members
     GROUP BY workspace_id, merged_id
@@ -48,10 +53,10 @@ SELECT
     w.created_at,
     w.updated_at,
     w.name,
-    coalesce(w.domain, g.domains[1]) AS domain,
-    coalesce(w.industry, g.industries[1]) AS industry,
-    coalesce(w.employee_count, g.employee_counts[1]) AS employee_count,
-    coalesce(w.annual_revenue, g.revenues[1]) AS annual_revenue,
+    coalesce(w.domain, g.first_domain) AS domain,
+    coalesce(w.industry, g.first_industry) AS industry,
+    coalesce(w.employee_count, g.first_employee_count) AS employee_count,
+    coalesce(w.annual_revenue, g.first_annual_revenue) AS annual_revenue,
     w.owner_id,
     CASE g.method_rank
         WHEN 1 THEN 'manual'

@@ -173,7 +173,7 @@ SELECT
     a.id,
     'salesforce' AS source,
     a.source_id,
-    map(['salesforce'], [a.source_id]) AS external_ids,
+    map([arrow_cast('salesforce', 'Utf8')], [arrow_cast(a.source_id, 'Utf8')]) AS external_ids,
     a.source_data,
     a.created_at,
     a.created_at AS updated_at,

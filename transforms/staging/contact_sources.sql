@@ -108,7 +108,7 @@ SELECT
     r.id,
     r.source,
     r.source_id,
-    map([r.source], [r.source_id]) AS external_ids,
+    map([arrow_cast(r.source, 'Utf8')], [arrow_cast(r.source_id, 'Utf8')]) AS external_ids,
     r.source_data,
     r.created_at,
     r.updated_at,

@@ -19,7 +19,12 @@ ids AS (
     SELECT
         workspace_id,
         merged_id,
-        map(array_agg(source ORDER BY pos), array_agg(source_id ORDER BY pos)) AS external_ids
+        -- best-ranked source first; Utf8, not Utf8View: DataFusion 55's map() copies whole
+        -- view buffers per row (quadratic)
+        map(
+            array_agg(arrow_cast(source, 'Utf8') ORDER BY pos),
+            array_agg(arrow_cast(source_id, 'Utf8') ORDER BY pos)
+        ) AS external_ids
     FROM per_source
     GROUP BY workspace_id, merged_id
 ),
@@ -27,8 +32,8 @@ merged AS (
     SELECT
         workspace_id,
         merged_id,
-        array_agg(account_id ORDER BY pos) FILTER (WHERE account_id IS NOT NULL) AS accounts,
-        array_agg(title ORDER BY pos) FILTER (WHERE title IS NOT NULL) AS titles
+        first_value(account_id ORDER BY pos) FILTER (WHERE account_id IS NOT NULL) AS first_account_id,
+        first_value(title ORDER BY pos) FILTER (WHERE title IS NOT NULL) AS first_title
     FROM members
     GROUP BY workspace_id, merged_id
 )
@@ -41,11 +46,11 @@ SELECT
     w.source_data,
     w.created_at,
     w.updated_at,
-    coalesce(w.account_id, g.accounts[1]) AS account_id,
+    coalesce(w.account_id, g.first_account_id) AS account_id,
     w.first_name,
     w.last_name,
     w.email,
-    coalesce(w.title, g.titles[1]) AS title,
+    coalesce(w.title, g.first_title) AS title,
     w.role,
     w.match_method
 FROM members w

@@ -164,7 +164,7 @@ SELECT
     uuid5(a.workspace_id, a.source, a.source_id) AS id,
     a.source,
     a.source_id,
-    map([a.source], [a.source_id]) AS external_ids,
+    map([arrow_cast(a.source, 'Utf8')], [arrow_cast(a.source_id, 'Utf8')]) AS external_ids,
     a.source_data,
     a.started_at AS created_at,
     a.updated_at,

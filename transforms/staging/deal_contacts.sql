@@ -8,7 +8,7 @@ SELECT
     uuid5(r.workspace_id, 'salesforce', CAST(r.id AS VARCHAR)) AS id,
     'salesforce' AS source,
     CAST(r.id AS VARCHAR) AS source_id,
-    map(['salesforce'], [CAST(r.id AS VARCHAR)]) AS external_ids,
+    map([arrow_cast('salesforce', 'Utf8')], [arrow_cast(CAST(r.id AS VARCHAR), 'Utf8')]) AS external_ids,
     r.source_data,
     CAST(r.created_date AS TIMESTAMP) AS created_at,
     CAST(r.created_date AS TIMESTAMP) AS updated_at,

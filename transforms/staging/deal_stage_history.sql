@@ -197,7 +197,7 @@ history AS (
         uuid5(workspace_id, source, source_id) AS id,
         source,
         source_id,
-        map([source], [source_id]) AS external_ids,
+        map([arrow_cast(source, 'Utf8')], [arrow_cast(source_id, 'Utf8')]) AS external_ids,
         source_data,
         entered_at AS created_at,
         updated_at,

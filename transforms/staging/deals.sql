@@ -116,7 +116,7 @@ SELECT
     uuid5(u.workspace_id, u.source, u.source_id) AS id,
     u.source,
     u.source_id,
-    map([u.source], [u.source_id]) AS external_ids,
+    map([arrow_cast(u.source, 'Utf8')], [arrow_cast(u.source_id, 'Utf8')]) AS external_ids,
     u.source_data,
     u.created_at,
     u.updated_at,

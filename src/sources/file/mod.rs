@@ -23,7 +23,7 @@
 //! use revlake::sources::file::import_file;
 //!
 //! let outcome = import_file(lake, "exports/deals.csv", WorkspaceId::new("acme").unwrap())
-//!     .with_object("hubspot.deals")
+//!     .with_object("hubspot.deals".to_string())
 //!     .await?;
 //! println!("{} rows in {} (version {})", outcome.rows, outcome.dataset, outcome.version);
 //! # Ok(())

@@ -251,7 +251,9 @@ mod tests {
     fn the_project_seed_maps_salesforce_and_hubspot_stages() {
         let seeds = project_seeds();
         let stages = seeds.stages();
-        assert_eq!(stages.len(), 24);
+        // 10 Salesforce, 14 HubSpot (labels and internal ids), 9 Pipedrive.
+        assert_eq!(stages.len(), 33);
+        assert_eq!(stages.get("pipedrive", "Won"), Some("closed_won"));
         assert_eq!(stages.get("salesforce", "Closed Won"), Some("closed_won"));
         assert_eq!(
             stages.get("  SALESFORCE ", " closed won"),
