@@ -92,6 +92,14 @@ records AS (
     FROM unioned u
     LEFT JOIN priority p ON p.source = u.source
 ),
+-- the fuzzy matcher's input: names compared only within the first three characters of the
+-- name key (blocking)
+name_keys AS (
+    SELECT workspace_id, id, source, source_id, source_rank, domain, name_key,
+           substr(name_key, 1, 3) AS block
+    FROM records
+    WHERE name_key <> ''
+),
 manual AS (
     SELECT
         trim(CAST(m.source AS VARCHAR)) AS source,
@@ -122,16 +130,24 @@ pairs AS (
     JOIN records t ON t.workspace_id = r.workspace_id AND t.domain = r.domain AND t.source <> r.source
     WHERE (t.source_rank < r.source_rank OR (t.source_rank = r.source_rank AND t.source < r.source))
     UNION ALL
+    -- fuzzy names: two different known domains are two companies, however alike the names, so
+    -- one side of a pair must lack a domain. Two branches (r without a domain; r with one and t
+    -- without) keep that condition on one side each, where it filters before the join rather
+    -- than after it, and the join carries only the narrow name keys.
     SELECT r.workspace_id, r.id, t.id, t.source_rank, t.source_id, 3, 'fuzzy_name'
-    FROM records r
-    JOIN records t
-        ON t.workspace_id = r.workspace_id
-        AND t.source <> r.source
-        AND substr(t.name_key, 1, 3) = substr(r.name_key, 1, 3)
+    FROM name_keys r
+    JOIN name_keys t
+        ON t.workspace_id = r.workspace_id AND t.block = r.block AND t.source <> r.source
     WHERE (t.source_rank < r.source_rank OR (t.source_rank = r.source_rank AND t.source < r.source))
-      AND r.name_key <> '' AND t.name_key <> ''
-      -- two different known domains are two companies, however alike the names
-      AND (r.domain IS NULL OR t.domain IS NULL)
+      AND r.domain IS NULL
+      AND jaro_winkler(r.name_key, t.name_key) >= 0.90
+    UNION ALL
+    SELECT r.workspace_id, r.id, t.id, t.source_rank, t.source_id, 3, 'fuzzy_name'
+    FROM name_keys r
+    JOIN name_keys t
+        ON t.workspace_id = r.workspace_id AND t.block = r.block AND t.source <> r.source
+    WHERE (t.source_rank < r.source_rank OR (t.source_rank = r.source_rank AND t.source < r.source))
+      AND r.domain IS NOT NULL AND t.domain IS NULL
       AND jaro_winkler(r.name_key, t.name_key) >= 0.90
 ),
 -- a record's parent: the pair found by the strongest rule, then the best-ranked source, then
