@@ -87,23 +87,31 @@ base AS (
             )
         ) AS crm_account_source_record,
         CASE WHEN u.who_id LIKE '003%' THEN uuid5(u.workspace_id, 'salesforce', u.who_id) END AS crm_contact_record
-    FROM unioned u
-    LEFT JOIN raw.salesforce_opportunity o
+    -- (every join here keeps the wide activity rows, source_data and all, on the probe side:
+    -- DataFusion builds its hash table from the left input, so the small table goes first and
+    -- the activities stream through a RIGHT JOIN instead of being held in memory)
+    FROM raw.salesforce_opportunity o
+    RIGHT JOIN unioned u
         ON o.workspace_id = u.workspace_id
         AND u.what_id LIKE '006%'
         AND CAST(o.id AS VARCHAR) = u.what_id
 ),
-resolved AS (
+with_contact AS (
     SELECT
         b.*,
         c.merged_id AS contact_id,
         c.email AS contact_email,
-        c.account_id AS contact_account_id,
-        coalesce(a.merged_id, b.crm_account_source_record) AS crm_account_id
-    FROM base b
-    LEFT JOIN staging.contact_sources c
+        c.account_id AS contact_account_id
+    FROM staging.contact_sources c
+    RIGHT JOIN base b
         ON c.workspace_id = b.workspace_id AND c.id = b.crm_contact_record
-    LEFT JOIN staging.account_sources a
+),
+resolved AS (
+    SELECT
+        b.*,
+        coalesce(a.merged_id, b.crm_account_source_record) AS crm_account_id
+    FROM staging.account_sources a
+    RIGHT JOIN with_contact b
         ON a.workspace_id = b.workspace_id AND a.id = b.crm_account_source_record
 ),
 classified AS (
@@ -111,12 +119,15 @@ classified AS (
         r.*,
         r.contact_email IS NOT NULL AS has_participant,
         r.contact_email IS NOT NULL AND (
-            d.domain IS NOT NULL OR ue.email IS NOT NULL
+            r.internal_domain OR ue.email IS NOT NULL
         ) AS participants_internal,
         lower(regexp_match(r.subject, '(?i)\b(standup|stand-up|1:1|one-on-one|all-hands|all hands|sync|retro|retrospective|planning)\b')[1]) AS internal_word
-    FROM resolved r
-    LEFT JOIN internal_domains d ON d.domain = normalize_domain(r.contact_email)
-    LEFT JOIN user_emails ue ON ue.workspace_id = r.workspace_id AND ue.email = r.contact_email
+    FROM user_emails ue
+    RIGHT JOIN (
+        SELECT r.*, d.domain IS NOT NULL AS internal_domain
+        FROM internal_domains d
+        RIGHT JOIN resolved r ON d.domain = normalize_domain(r.contact_email)
+    ) r ON ue.workspace_id = r.workspace_id AND ue.email = r.contact_email
 ),
 flagged AS (
     SELECT
@@ -149,8 +160,8 @@ accounted AS (
             WHEN f.contact_account_id IS NOT NULL THEN 'contact'
             WHEN da.account_id IS NOT NULL THEN 'email_domain'
         END AS account_method
-    FROM flagged f
-    LEFT JOIN domain_accounts da
+    FROM domain_accounts da
+    RIGHT JOIN flagged f
         ON da.workspace_id = f.workspace_id AND da.domain = normalize_domain(f.contact_email)
 ),
 open_deals AS (
@@ -159,8 +170,8 @@ open_deals AS (
         a.id,
         min(d.id) AS deal_id,
         count(d.id) AS deals
-    FROM accounted a
-    JOIN staging.deals d
+    FROM staging.deals d
+    JOIN accounted a
         ON d.workspace_id = a.workspace_id
         AND d.account_id = a.account_id
         AND d.created_at <= a.occurred_at
@@ -209,5 +220,5 @@ SELECT
     END AS link_confidence,
     a.internal_reason IS NOT NULL AS is_internal,
     a.internal_reason
-FROM accounted a
-LEFT JOIN open_deals od ON od.workspace_id = a.workspace_id AND od.id = a.id
+FROM open_deals od
+RIGHT JOIN accounted a ON od.workspace_id = a.workspace_id AND od.id = a.id
