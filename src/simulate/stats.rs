@@ -102,24 +102,11 @@ impl DealStats {
     ) -> Self {
         let n = runs.len().min(runs.outcome.len()).min(runs.steps.len());
         let (outcome, days, steps) = (&runs.outcome[..n], &runs.days[..n], &runs.steps[..n]);
-        // Counts and sums, branch-free; the days in eight interleaved partial sums (fixed in
-        // order, so the same on every machine).
-        let (mut won, mut lost) = (0u32, 0u32);
-        let (mut steps_sum, mut steps_sq) = (0u64, 0u64);
-        let mut days_sum = [0.0f64; 8];
-        for i in 0..n {
-            let o = outcome[i];
-            let closed = o != Outcome::Open as u8;
-            won += u32::from(o == Outcome::Won as u8);
-            lost += u32::from(o == Outcome::Lost as u8);
-            days_sum[i % 8] += f64::from(days[i]) * f64::from(u8::from(closed));
-            let s = u64::from(steps[i]) * u64::from(closed);
-            steps_sum += s;
-            steps_sq += s * s;
-        }
-        // The closed runs' days, their histogram (for the percentiles) and the winning months.
+        // One pass over the runs: counts and sums (branch-free; the days in eight interleaved
+        // partial sums, fixed in order, so the same on every machine), the winning months (one
+        // more bucket for the runs not won), and the closed runs' days with their histogram
+        // (for the percentiles).
         let months = calendar.labels().len();
-        // One more bucket, for the runs not won.
         let mut by_month = vec![0u32; months + 1];
         if scratch.closed.len() < n {
             scratch.closed.resize(n, 0.0);
@@ -127,16 +114,22 @@ impl DealStats {
         scratch.counts.clear();
         scratch.counts.resize(BINS, 0);
         let (closed, counts) = (&mut scratch.closed[..n], &mut scratch.counts[..BINS]);
+        let (mut won, mut lost) = (0u32, 0u32);
+        let (mut steps_sum, mut steps_sq) = (0u64, 0u64);
+        let mut days_sum = [0.0f64; 8];
         let mut c = 0;
         for i in 0..n {
             let o = outcome[i];
             let d = days[i];
+            let is_won = o == Outcome::Won as u8;
             let is_closed = o != Outcome::Open as u8;
-            by_month[if o == Outcome::Won as u8 {
-                calendar.bucket(d)
-            } else {
-                months
-            }] += 1;
+            won += u32::from(is_won);
+            lost += u32::from(o == Outcome::Lost as u8);
+            days_sum[i % 8] += f64::from(d) * f64::from(u8::from(is_closed));
+            let s = u64::from(steps[i]) * u64::from(is_closed);
+            steps_sum += s;
+            steps_sq += s * s;
+            by_month[if is_won { calendar.bucket(d) } else { months }] += 1;
             closed[c.min(n - 1)] = d;
             c += usize::from(is_closed);
             counts[bin(d)] += u32::from(is_closed);
