@@ -7,7 +7,6 @@ use arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Float64Builder, Int64Array, MapBuilder, MapFieldNames,
     RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{Field, Schema};
 use chrono::{DateTime, Utc};
 
 use super::deals::{OpenDeal, open_deals_in};
@@ -290,39 +289,26 @@ impl WorkspaceForecast {
             ("as_of", ts(self.as_of), true),
             ("computed_at", ts(self.computed_at), true),
         ];
-        let schema = Schema::new(
-            columns
-                .iter()
-                .map(|(name, a, nullable)| Field::new(*name, a.data_type().clone(), *nullable))
-                .collect::<Vec<_>>(),
-        );
-        RecordBatch::try_new(
-            Arc::new(schema),
-            columns.into_iter().map(|(_, a, _)| a).collect(),
-        )
-        .map_err(|source| SimulateError::Arrow { dataset, source })
+        super::output::batch_of(dataset, columns)
     }
 
     /// Writes the forecasts to `marts.deal_forecasts`: the workspace's rows replaced, or, for a
     /// partial forecast, merged on (workspace_id, deal_id).
     pub async fn write(&self, lake: &Lake, schema: Option<&DatasetSchema>) -> Result<WriteOutcome> {
-        let batch = self.to_batch()?;
         let mode = if self.partial {
             WriteMode::Merge
         } else {
             WriteMode::OverwriteWorkspace(self.workspace.clone())
         };
-        let dataset: DatasetRef = DEAL_FORECASTS.parse()?;
-        let outcome = lake
-            .write(dataset)
-            .with_schema(schema)
-            .with_mode(mode)
-            .with_merge_key(vec!["workspace_id".into(), "deal_id".into()])
-            .with_commit_metadata("revlake.simulate.seed", self.config.seed.into())
-            .with_commit_metadata("revlake.simulate.runs", self.config.runs.into())
-            .with_batches(batch.schema(), vec![batch])
-            .await?;
-        crate::telemetry::dataset_written(DEAL_FORECASTS, outcome.version, outcome.rows);
-        Ok(outcome)
+        super::output::write_mart(
+            lake,
+            DEAL_FORECASTS,
+            schema,
+            mode,
+            Some(vec!["workspace_id".into(), "deal_id".into()]),
+            &self.config,
+            self.to_batch()?,
+        )
+        .await
     }
 }

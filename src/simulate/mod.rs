@@ -34,6 +34,7 @@ pub mod linalg;
 mod marts;
 pub mod model;
 pub mod oracle;
+mod output;
 pub mod pipeline;
 pub mod recommend;
 pub mod render;

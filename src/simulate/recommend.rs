@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow::array::TimestampMicrosecondArray;
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{Field, Schema};
 use chrono::{DateTime, Utc};
 
 use super::deals::OpenDeal;
@@ -341,33 +340,21 @@ impl WorkspaceRecommendations {
             ("as_of", ts(self.as_of), true),
             ("computed_at", ts(self.computed_at), true),
         ];
-        let schema = Schema::new(
-            columns
-                .iter()
-                .map(|(name, a, nullable)| Field::new(*name, a.data_type().clone(), *nullable))
-                .collect::<Vec<_>>(),
-        );
-        RecordBatch::try_new(
-            Arc::new(schema),
-            columns.into_iter().map(|(_, a, _)| a).collect(),
-        )
-        .map_err(|source| SimulateError::Arrow { dataset, source })
+        super::output::batch_of(dataset, columns)
     }
 
     /// Replaces the workspace's rows of `marts.recommendations`.
     pub async fn write(&self, lake: &Lake, schema: Option<&DatasetSchema>) -> Result<WriteOutcome> {
-        let batch = self.to_batch()?;
-        let dataset: DatasetRef = RECOMMENDATIONS.parse()?;
-        let outcome = lake
-            .write(dataset)
-            .with_schema(schema)
-            .with_mode(WriteMode::OverwriteWorkspace(self.workspace.clone()))
-            .with_commit_metadata("revlake.simulate.seed", self.config.seed.into())
-            .with_commit_metadata("revlake.simulate.runs", self.config.runs.into())
-            .with_batches(batch.schema(), vec![batch])
-            .await?;
-        crate::telemetry::dataset_written(RECOMMENDATIONS, outcome.version, outcome.rows);
-        Ok(outcome)
+        super::output::write_mart(
+            lake,
+            RECOMMENDATIONS,
+            schema,
+            WriteMode::OverwriteWorkspace(self.workspace.clone()),
+            None,
+            &self.config,
+            self.to_batch()?,
+        )
+        .await
     }
 }
 

@@ -115,3 +115,47 @@ pub async fn memory_lake() -> Lake {
     let name = format!("t{}", uuid::Uuid::new_v4().simple());
     Lake::open(&format!("memory://{name}/")).await.unwrap()
 }
+
+/// Syncs `c` (one stream) into workspace `acme` and returns that stream's outcome.
+pub async fn sync_acme(
+    lake: &Lake,
+    c: &revlake::sources::source::Connection,
+) -> revlake::sources::sync::StreamOutcome {
+    let source = revlake::sources::registry::open(c).unwrap();
+    revlake::sources::sync::sync_source(
+        lake,
+        source.as_ref(),
+        c,
+        &revlake::lake::WorkspaceId::new("acme").unwrap(),
+        &revlake::sources::sync::SyncOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap()
+    .remove(0)
+}
+
+/// The stored cursor of `c`'s first stream in workspace `acme`, as RFC 3339.
+pub async fn acme_cursor(lake: &Lake, c: &revlake::sources::source::Connection) -> Option<String> {
+    let spec = revlake::sources::registry::open(c)
+        .unwrap()
+        .streams()
+        .remove(0);
+    revlake::sources::sync::stored_cursor(
+        lake,
+        c,
+        &spec,
+        &revlake::lake::WorkspaceId::new("acme").unwrap(),
+    )
+    .await
+    .unwrap()
+    .map(|t| t.to_rfc3339())
+}
+
+/// `sql` over the whole lake, each row as comma-joined text.
+pub async fn query(lake: &Lake, sql: &str) -> Vec<String> {
+    let session = revlake::sql::SqlSession::open(lake, &revlake::sql::SessionOptions::default())
+        .await
+        .unwrap();
+    rows(&session, sql).await
+}

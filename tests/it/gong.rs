@@ -6,16 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use revlake::lake::{DatasetRef, Lake, WorkspaceId};
+use revlake::lake::DatasetRef;
 use revlake::sources::registry;
 use revlake::sources::source::Connection;
-use revlake::sources::sync::{StreamOutcome, SyncOptions, stored_cursor, sync_source};
-use revlake::sql::{SessionOptions, SqlSession};
 use serde_json::{Value, json};
 use wiremock::matchers::{basic_auth, body_partial_json, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{memory_lake, rows};
+use crate::common::{acme_cursor, memory_lake, query, sync_acme};
 
 /// A connection to `server` whose access key and secret are in fresh environment variables.
 fn connection(server: &MockServer, streams: &[&str], tracked: &[&str]) -> (Connection, String) {
@@ -119,36 +117,6 @@ async fn mount_users(server: &MockServer) {
         .await;
 }
 
-async fn sync(lake: &Lake, c: &Connection) -> StreamOutcome {
-    let source = registry::open(c).unwrap();
-    sync_source(
-        lake,
-        source.as_ref(),
-        c,
-        &WorkspaceId::new("acme").unwrap(),
-        &SyncOptions::default(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap()
-    .remove(0)
-}
-
-async fn cursor(lake: &Lake, c: &Connection) -> Option<String> {
-    let spec = registry::open(c).unwrap().streams().remove(0);
-    stored_cursor(lake, c, &spec, &WorkspaceId::new("acme").unwrap())
-        .await
-        .unwrap()
-        .map(|t| t.to_rfc3339())
-}
-
-async fn query(lake: &Lake, sql: &str) -> Vec<String> {
-    let session = SqlSession::open(lake, &SessionOptions::default())
-        .await
-        .unwrap();
-    rows(&session, sql).await
-}
-
 #[tokio::test]
 async fn tracked_users_calls_land_with_participants_emails_and_crm_ids() {
     let server = MockServer::start().await;
@@ -189,7 +157,7 @@ async fn tracked_users_calls_land_with_participants_emails_and_crm_ids() {
         .mount(&server)
         .await;
     let lake = memory_lake().await;
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!((o.records, o.pages), (3, 2));
     // The columns raw.gong_calls declares in transforms/sources.toml.
@@ -215,7 +183,7 @@ async fn tracked_users_calls_land_with_participants_emails_and_crm_ids() {
     .await;
     assert!(emails[0].contains("a@acme.com"), "{emails:?}");
     assert_eq!(
-        cursor(&lake, &c).await.as_deref(),
+        acme_cursor(&lake, &c).await.as_deref(),
         Some("2025-01-04T10:00:00+00:00")
     );
 }
@@ -226,7 +194,7 @@ async fn users_page_by_the_records_cursor() {
     mount_users(&server).await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["users"], &[]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.pages, 2);
     let got = query(
@@ -268,8 +236,8 @@ async fn an_incremental_sync_with_no_new_calls_is_an_empty_success() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["calls"], &[]);
-    assert!(sync(&lake, &c).await.error.is_none());
-    let second = sync(&lake, &c).await;
+    assert!(sync_acme(&lake, &c).await.error.is_none());
+    let second = sync_acme(&lake, &c).await;
     assert!(second.error.is_none(), "{:?}", second.error);
     assert_eq!(second.records, 0);
     assert_eq!(
@@ -277,7 +245,7 @@ async fn an_incremental_sync_with_no_new_calls_is_an_empty_success() {
         "2025-01-04T10:00:00+00:00"
     );
     assert_eq!(
-        cursor(&lake, &c).await.as_deref(),
+        acme_cursor(&lake, &c).await.as_deref(),
         Some("2025-01-04T10:00:00+00:00")
     );
 }
@@ -319,7 +287,7 @@ async fn a_429_with_retry_after_and_a_500_are_retried() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["calls"], &[]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!((o.retries, o.records), (2, 1));
 }
@@ -350,7 +318,7 @@ async fn a_malformed_page_commits_nothing() {
         .await;
     let lake = memory_lake().await;
     let (c, secret) = connection(&server, &["calls"], &[]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     let error = o.error.expect("the stream fails");
     assert!(
         error.contains("malformed page") && error.contains("metaData"),
@@ -359,7 +327,7 @@ async fn a_malformed_page_commits_nothing() {
     assert!(!error.contains(&secret), "{error}");
     let raw: DatasetRef = "raw.gong_calls".parse().unwrap();
     assert!(lake.try_load(&raw).await.unwrap().is_none());
-    assert_eq!(cursor(&lake, &c).await, None);
+    assert_eq!(acme_cursor(&lake, &c).await, None);
 }
 
 #[tokio::test]
@@ -375,7 +343,7 @@ async fn a_refused_key_names_its_variable_never_the_secret() {
         .await;
     let lake = memory_lake().await;
     let (c, secret) = connection(&server, &["users"], &[]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     let error = o.error.expect("401 fails");
     assert!(error.contains("not authorized"), "{error}");
     assert!(
@@ -418,7 +386,7 @@ async fn transcripts_on_demand_cover_the_tracked_users_calls() {
         .mount(&server)
         .await;
     let lake = memory_lake().await;
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     let got = query(
         &lake,

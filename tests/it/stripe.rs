@@ -4,16 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use revlake::lake::{DatasetRef, Lake, WorkspaceId};
+use revlake::lake::DatasetRef;
 use revlake::sources::registry;
 use revlake::sources::source::Connection;
-use revlake::sources::sync::{StreamOutcome, SyncOptions, stored_cursor, sync_source};
-use revlake::sql::{SessionOptions, SqlSession};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{count, memory_lake, rows};
+use crate::common::{acme_cursor, count, memory_lake, query, sync_acme};
 
 /// 2025-01-05T00:00:00Z and the days after it, in epoch seconds.
 const JAN_5: i64 = 1_736_035_200;
@@ -72,36 +70,6 @@ async fn mount_no_deletions(server: &MockServer, kind: &str) {
         .await;
 }
 
-async fn sync(lake: &Lake, c: &Connection) -> StreamOutcome {
-    let source = registry::open(c).unwrap();
-    sync_source(
-        lake,
-        source.as_ref(),
-        c,
-        &WorkspaceId::new("acme").unwrap(),
-        &SyncOptions::default(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap()
-    .remove(0)
-}
-
-async fn cursor(lake: &Lake, c: &Connection) -> Option<String> {
-    let spec = registry::open(c).unwrap().streams().remove(0);
-    stored_cursor(lake, c, &spec, &WorkspaceId::new("acme").unwrap())
-        .await
-        .unwrap()
-        .map(|t| t.to_rfc3339())
-}
-
-async fn query(lake: &Lake, sql: &str) -> Vec<String> {
-    let session = SqlSession::open(lake, &SessionOptions::default())
-        .await
-        .unwrap();
-    rows(&session, sql).await
-}
-
 #[tokio::test]
 async fn pages_newest_first_land_with_deletions_as_tombstones() {
     let server = MockServer::start().await;
@@ -150,7 +118,7 @@ async fn pages_newest_first_land_with_deletions_as_tombstones() {
         .await;
 
     let lake = memory_lake().await;
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!((o.records, o.pages), (4, 3));
     let got = query(
@@ -169,7 +137,7 @@ async fn pages_newest_first_land_with_deletions_as_tombstones() {
     );
     // The newest creation time, moved once the whole (unordered) stream was read.
     assert_eq!(
-        cursor(&lake, &c).await.as_deref(),
+        acme_cursor(&lake, &c).await.as_deref(),
         Some("2025-01-07T00:00:00+00:00")
     );
 }
@@ -206,8 +174,8 @@ async fn an_incremental_sync_asks_for_objects_created_since_the_cursor() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["charges"]);
-    assert!(sync(&lake, &c).await.error.is_none());
-    let second = sync(&lake, &c).await;
+    assert!(sync_acme(&lake, &c).await.error.is_none());
+    let second = sync_acme(&lake, &c).await;
     assert!(second.error.is_none(), "{:?}", second.error);
     assert_eq!(
         second.cursor_before.unwrap().to_rfc3339(),
@@ -229,7 +197,7 @@ async fn an_incremental_sync_asks_for_objects_created_since_the_cursor() {
         ]
     );
     assert_eq!(
-        cursor(&lake, &c).await.as_deref(),
+        acme_cursor(&lake, &c).await.as_deref(),
         Some("2025-01-08T00:00:00+00:00")
     );
 }
@@ -266,7 +234,7 @@ async fn events_land_with_their_objects_id_and_type() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["events"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     let got = query(
         &lake,
@@ -325,7 +293,7 @@ async fn a_429_with_retry_after_and_a_500_are_retried() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["invoices"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.retries, 2);
     assert_eq!(count(&lake, "raw.stripe_invoices").await, 1);
@@ -366,7 +334,7 @@ async fn a_malformed_page_commits_nothing_and_keeps_the_cursor() {
         .await;
     let lake = memory_lake().await;
     let (c, key) = connection(&server, &["customers"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     let error = o.error.expect("the stream fails");
     assert!(
         error.contains("malformed page") && error.contains("starting_after=cus_2"),
@@ -375,7 +343,7 @@ async fn a_malformed_page_commits_nothing_and_keeps_the_cursor() {
     assert!(!error.contains(&key), "{error}");
     let raw: DatasetRef = "raw.stripe_customers".parse().unwrap();
     assert!(lake.try_load(&raw).await.unwrap().is_none());
-    assert_eq!(cursor(&lake, &c).await, None);
+    assert_eq!(acme_cursor(&lake, &c).await, None);
     let log = query(&lake, "SELECT status, records_failed FROM ops.sync_log").await;
     assert_eq!(log, ["failed,2"]);
 }
@@ -391,7 +359,7 @@ async fn a_refused_key_names_its_variable_never_the_key() {
         .await;
     let lake = memory_lake().await;
     let (c, key) = connection(&server, &["refunds"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     let error = o.error.expect("401 fails");
     assert!(error.contains("not authorized"), "{error}");
     assert!(error.contains(&c.credentials["api_key"]), "{error}");

@@ -5,16 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use revlake::lake::{Lake, WorkspaceId};
 use revlake::sources::registry;
 use revlake::sources::source::Connection;
-use revlake::sources::sync::{StreamOutcome, SyncOptions, stored_cursor, sync_source};
-use revlake::sql::{SessionOptions, SqlSession};
 use serde_json::{Value, json};
 use wiremock::matchers::{basic_auth, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{count, memory_lake, rows};
+use crate::common::{acme_cursor, count, memory_lake, query, sync_acme};
 
 const TICKETS: &str = "/api/v2/incremental/tickets/cursor.json";
 
@@ -73,36 +70,6 @@ fn cursor_page(
     }))
 }
 
-async fn sync(lake: &Lake, c: &Connection) -> StreamOutcome {
-    let source = registry::open(c).unwrap();
-    sync_source(
-        lake,
-        source.as_ref(),
-        c,
-        &WorkspaceId::new("acme").unwrap(),
-        &SyncOptions::default(),
-        &mut |_| {},
-    )
-    .await
-    .unwrap()
-    .remove(0)
-}
-
-async fn cursor(lake: &Lake, c: &Connection) -> Option<String> {
-    let spec = registry::open(c).unwrap().streams().remove(0);
-    stored_cursor(lake, c, &spec, &WorkspaceId::new("acme").unwrap())
-        .await
-        .unwrap()
-        .map(|t| t.to_rfc3339())
-}
-
-async fn query(lake: &Lake, sql: &str) -> Vec<String> {
-    let session = SqlSession::open(lake, &SessionOptions::default())
-        .await
-        .unwrap();
-    rows(&session, sql).await
-}
-
 /// Tickets over two cursor pages, the first from `start_time=0`.
 async fn mount_first_export(server: &MockServer) {
     Mock::given(method("GET"))
@@ -139,7 +106,7 @@ async fn the_cursor_export_lands_tickets_with_organizations_and_tombstones() {
     mount_first_export(&server).await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["tickets"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     // The last page's `after_url` (c3) is where a later export resumes: not followed.
     assert_eq!((o.records, o.pages), (3, 2));
@@ -159,7 +126,7 @@ async fn the_cursor_export_lands_tickets_with_organizations_and_tombstones() {
     );
     // Pages are not in updated_at order: the cursor is the largest, set at the end.
     assert_eq!(
-        cursor(&lake, &c).await.as_deref(),
+        acme_cursor(&lake, &c).await.as_deref(),
         Some("2025-01-04T10:00:00+00:00")
     );
 }
@@ -185,8 +152,8 @@ async fn an_incremental_sync_starts_at_the_stored_cursor() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["tickets"]);
-    assert!(sync(&lake, &c).await.error.is_none());
-    let second = sync(&lake, &c).await;
+    assert!(sync_acme(&lake, &c).await.error.is_none());
+    let second = sync_acme(&lake, &c).await;
     assert!(second.error.is_none(), "{:?}", second.error);
     assert_eq!(second.records, 2);
     let got = query(
@@ -199,7 +166,7 @@ async fn an_incremental_sync_starts_at_the_stored_cursor() {
         ["1,open,55", "2,solved,57", "3,deleted,56", "4,new,55"]
     );
     assert_eq!(
-        cursor(&lake, &c).await.as_deref(),
+        acme_cursor(&lake, &c).await.as_deref(),
         Some("2025-01-06T10:00:00+00:00")
     );
 }
@@ -236,7 +203,7 @@ async fn organizations_follow_next_page_until_the_end_of_the_stream() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["organizations"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.pages, 2);
     let got = query(
@@ -282,7 +249,7 @@ async fn a_429_with_retry_after_and_a_503_are_retried() {
         .await;
     let lake = memory_lake().await;
     let (c, _) = connection(&server, &["users"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
     assert_eq!(o.retries, 2);
     let got = query(
@@ -317,8 +284,8 @@ async fn a_malformed_page_commits_nothing_and_keeps_the_cursor() {
         .await;
     let lake = memory_lake().await;
     let (c, token) = connection(&server, &["tickets"]);
-    assert!(sync(&lake, &c).await.error.is_none());
-    let second = sync(&lake, &c).await;
+    assert!(sync_acme(&lake, &c).await.error.is_none());
+    let second = sync_acme(&lake, &c).await;
     let error = second.error.expect("the stream fails");
     assert!(
         error.contains("malformed page") && error.contains("cursor=bad"),
@@ -327,7 +294,7 @@ async fn a_malformed_page_commits_nothing_and_keeps_the_cursor() {
     assert!(!error.contains(&token), "{error}");
     assert_eq!(count(&lake, "raw.zendesk_tickets").await, 3);
     assert_eq!(
-        cursor(&lake, &c).await.as_deref(),
+        acme_cursor(&lake, &c).await.as_deref(),
         Some("2025-01-04T10:00:00+00:00")
     );
 }
@@ -343,7 +310,7 @@ async fn a_refused_token_names_its_variable_never_the_token() {
         .await;
     let lake = memory_lake().await;
     let (c, token) = connection(&server, &["tickets"]);
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     let error = o.error.expect("401 fails");
     assert!(error.contains("not authorized"), "{error}");
     assert!(error.contains(&c.credentials["api_token"]), "{error}");
@@ -367,6 +334,6 @@ async fn basic_auth_sends_the_email_as_a_token_user() {
         .mount(&server)
         .await;
     let lake = memory_lake().await;
-    let o = sync(&lake, &c).await;
+    let o = sync_acme(&lake, &c).await;
     assert!(o.error.is_none(), "{:?}", o.error);
 }
