@@ -17,6 +17,7 @@ pub mod lake;
 pub mod mining;
 pub mod pipeline;
 pub mod project;
+pub mod quality;
 pub mod simulate;
 pub mod sources;
 pub mod sql;

@@ -4,6 +4,7 @@
 mod backtest;
 mod bench;
 mod bench_mining;
+mod check;
 mod demo;
 mod eventlog;
 mod forecast;
@@ -11,6 +12,7 @@ mod generate;
 mod import;
 mod mine;
 mod progress;
+mod report;
 mod run;
 mod simulate;
 mod sources;
@@ -100,6 +102,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     Forecast(forecast::ForecastArgs),
     Backtest(backtest::BacktestArgs),
+    Check(check::CheckArgs),
+    Report(report::ReportArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -111,6 +115,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     runtime.block_on(async move {
         match args.command {
             Command::Sql(a) => sql::run(&args.global, a).await,
+            Command::Check(a) => check::run(&args.global, a).await,
+            Command::Report(a) => report::run(&args.global, a).await,
             Command::Tables(a) => tables::run(&args.global, a).await,
             Command::Generate(a) => generate::run(&args.global, a).await,
             Command::Import(a) => import::run(&args.global, a).await,

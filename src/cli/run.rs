@@ -1,9 +1,11 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
 use revlake::lake::WorkspaceId;
 use revlake::project::{DEFAULT_WORKSPACE, Project};
-use revlake::sql::models::{ModelDag, RunOptions, run_selected};
+use revlake::quality::QualityGate;
+use revlake::sql::models::{DatasetGate, ModelDag, RunOptions, run_selected};
 
 use super::Global;
 
@@ -14,6 +16,11 @@ use super::Global;
 /// how it materializes: `table` (overwrite), `incremental` (merge the rows built from the
 /// inputs' changed rows) or `view`. A model that fails skips the models reading it; the others
 /// go on and the command then exits 2 naming them.
+///
+/// The checks declared in the schema files run on each model's dataset once it commits, and on
+/// the stored inputs (raw tables) before the first model reads them; a failing `critical`
+/// check blocks what reads that dataset (the rest goes on) and makes the run fail. Results are
+/// appended to `ops.quality_results` (see `revlake check`, `revlake report quality`).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  revlake run\n  revlake run --select staging.deals+ --workspace acme\n  revlake run --select tag:daily --select +staging.deal_stage_history\n  revlake run --full-refresh --lake s3://acme-lake/prod"
@@ -32,6 +39,9 @@ pub struct RunArgs {
     /// Models built at the same time (default: the number of cores).
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
+    /// Do not run the declared checks after each model.
+    #[arg(long)]
+    no_checks: bool,
 }
 
 /// The default pipeline's workspace, else `default`.
@@ -60,7 +70,15 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
         options.concurrency = n.max(1);
     }
     let dag = ModelDag::load(&project)?;
-    let runs = run_selected(&lake, &project, &dag, &options, &mut |r| {
+    let gate = if args.no_checks {
+        None
+    } else {
+        Some(Arc::new(
+            QualityGate::new(&lake, &project, options.workspace.as_ref()).await?,
+        ))
+    };
+    options.gate = gate.clone().map(|g| g as Arc<dyn DatasetGate>);
+    let result = run_selected(&lake, &project, &dag, &options, &mut |r| {
         println!(
             "{:<36} {:>10} rows  version {:<4} {:>7.2}s",
             r.dataset.to_string(),
@@ -69,7 +87,12 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
             r.elapsed.as_secs_f64()
         );
     })
-    .await?;
+    .await;
+    if let Some(gate) = gate {
+        let checked = gate.finish().await?;
+        super::check::print_failures(&checked);
+    }
+    let runs = result?;
     println!("{} models built", runs.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -192,7 +192,17 @@ impl Lake {
 
     /// Version, row, file and byte counts of `dataset`, with rows per workspace.
     pub async fn info(&self, dataset: &DatasetRef) -> Result<TableInfo> {
-        let table = self.load(dataset, None).await?;
+        self.info_of(dataset, None).await
+    }
+
+    /// [`Lake::info`] of the version `as_of` names (the row counts come from the file
+    /// statistics of that version's log; no data file is read).
+    pub async fn info_at(&self, dataset: &DatasetRef, as_of: &AsOf) -> Result<TableInfo> {
+        self.info_of(dataset, Some(as_of)).await
+    }
+
+    async fn info_of(&self, dataset: &DatasetRef, as_of: Option<&AsOf>) -> Result<TableInfo> {
+        let table = self.load(dataset, as_of).await?;
         let version = table.version().map_or(-1, |v| v as i64);
         let last_commit = table
             .snapshot()

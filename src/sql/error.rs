@@ -41,9 +41,11 @@ pub enum SqlError {
     },
     #[error("{path}: {message}")]
     Model { path: String, message: String },
-    #[error("{} model(s) failed: {}{}", failed.len(), failed.iter().map(|(m, e)| format!("\n  - {m}: {e}")).collect::<String>(), if skipped.is_empty() { String::new() } else { format!("\n  skipped (an input failed): {}", skipped.join(", ")) })]
+    #[error("{}", models_failed(failed, blocked, skipped))]
     ModelsFailed {
         failed: Vec<(String, String)>,
+        /// Datasets a critical check failed on: `(dataset, failing checks)`.
+        blocked: Vec<(String, String)>,
         skipped: Vec<String>,
     },
     #[error("unknown model selector `{selector}`: {reason}")]
@@ -52,6 +54,38 @@ pub enum SqlError {
     Cycle { cycle: Vec<String> },
     #[error("writing the result to {path} failed: {reason}")]
     Output { path: String, reason: String },
+}
+
+/// "2 model(s) failed: ... / 1 dataset(s) failed critical checks: ... / skipped: ...".
+fn models_failed(
+    failed: &[(String, String)],
+    blocked: &[(String, String)],
+    skipped: &[String],
+) -> String {
+    let list = |items: &[(String, String)]| {
+        items
+            .iter()
+            .map(|(m, e)| format!("\n  - {m}: {e}"))
+            .collect::<String>()
+    };
+    let mut parts = Vec::new();
+    if !failed.is_empty() {
+        parts.push(format!("{} model(s) failed:{}", failed.len(), list(failed)));
+    }
+    if !blocked.is_empty() {
+        parts.push(format!(
+            "{} dataset(s) failed critical checks, blocking what reads them:{}",
+            blocked.len(),
+            list(blocked)
+        ));
+    }
+    if !skipped.is_empty() {
+        parts.push(format!(
+            "skipped (an input failed or was blocked): {}",
+            skipped.join(", ")
+        ));
+    }
+    parts.join("\n")
 }
 
 impl SqlError {

@@ -198,6 +198,21 @@ fn order(mut models: BTreeMap<DatasetRef, Model>) -> Result<ModelDag> {
     })
 }
 
+/// Checks run on a dataset once it is written (the quality stage), and on the stored inputs
+/// of the run before the models that read them: a dataset the gate blocks is treated like a
+/// failed model, so what reads it is skipped while independent models go on.
+pub trait DatasetGate: Send + Sync + std::fmt::Debug {
+    /// `None` lets what reads `dataset` run; `Some(reason)` blocks it.
+    fn check<'a>(
+        &'a self,
+        session: &'a SqlSession,
+        dataset: &'a DatasetRef,
+    ) -> futures::future::BoxFuture<'a, Option<String>>;
+
+    /// Whether the gate has checks for `dataset` (inputs without any are not visited).
+    fn covers(&self, dataset: &DatasetRef) -> bool;
+}
+
 /// How a run of the models goes.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -209,6 +224,8 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// Models built at the same time.
     pub concurrency: usize,
+    /// Checks gating each dataset (none: no checks run).
+    pub gate: Option<std::sync::Arc<dyn DatasetGate>>,
 }
 
 impl Default for RunOptions {
@@ -218,6 +235,7 @@ impl Default for RunOptions {
             select: Vec::new(),
             full_refresh: false,
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            gate: None,
         }
     }
 }
@@ -443,7 +461,23 @@ pub async fn run_selected(
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut broken: BTreeSet<DatasetRef> = BTreeSet::new();
     let mut skipped: Vec<String> = Vec::new();
+    let mut blocked: Vec<(String, String)> = Vec::new();
     let mut runs = Vec::new();
+    // The stored inputs (raw tables, marts not built here) are checked before anything reads them.
+    if let Some(gate) = &options.gate {
+        let built: BTreeSet<&DatasetRef> = pending.iter().map(|m| &m.dataset).collect();
+        let inputs: BTreeSet<&DatasetRef> = pending
+            .iter()
+            .flat_map(|m| m.inputs.iter())
+            .filter(|i| !built.contains(i) && gate.covers(i) && session.tables().contains(i))
+            .collect();
+        for input in inputs {
+            if let Some(reason) = gate.check(&session, input).await {
+                broken.insert(input.clone());
+                blocked.push((input.to_string(), reason));
+            }
+        }
+    }
     let mut tasks = FuturesUnordered::new();
     loop {
         // Start every model whose inputs in this run are built, up to the concurrency.
@@ -499,6 +533,13 @@ pub async fn run_selected(
                     run.outcome.rows,
                 );
                 on_done(&run);
+                if let Some(gate) = &options.gate
+                    && gate.covers(&model.dataset)
+                    && let Some(reason) = gate.check(&session, &model.dataset).await
+                {
+                    broken.insert(model.dataset.clone());
+                    blocked.push((model.dataset.to_string(), reason));
+                }
                 runs.push(run);
             }
             Err(e) => {
@@ -508,12 +549,16 @@ pub async fn run_selected(
             }
         }
     }
-    if !failed.is_empty() {
-        if failed.len() == 1 && skipped.is_empty() && runs.is_empty() {
+    if !failed.is_empty() || !blocked.is_empty() {
+        if failed.len() == 1 && blocked.is_empty() && skipped.is_empty() && runs.is_empty() {
             let (path, message) = failed.remove(0);
             return Err(SqlError::Model { path, message });
         }
-        return Err(SqlError::ModelsFailed { failed, skipped });
+        return Err(SqlError::ModelsFailed {
+            failed,
+            blocked,
+            skipped,
+        });
     }
     Ok(runs)
 }

@@ -11,6 +11,7 @@ mod lake;
 mod mining;
 mod models;
 mod pipedrive;
+mod quality;
 mod s3;
 mod salesforce;
 mod simulate;
