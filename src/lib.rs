@@ -12,6 +12,7 @@
 //! The modules talk through small typed interfaces; each has its own error enum, and
 //! [`Error`] gathers them for callers that handle any failure of a run.
 
+pub mod alerts;
 pub mod generate;
 pub mod lake;
 pub mod mining;

@@ -42,6 +42,7 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<ExitCode> {
         select: args.select.clone(),
     };
     let run = run_checks(&lake, &project, &options).await?;
+    send_alerts(&lake, &project, &run).await;
     for d in &run.missing {
         println!("{d:<36} not in the lake yet: not checked");
     }
@@ -85,21 +86,42 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<ExitCode> {
 }
 
 /// Prints the failed checks of a model run's gate.
-pub fn print_failures(run: &CheckRun) {
+pub fn print_failures(run: &CheckRun, indent: &str) {
     let total = run.results().count();
     if total == 0 {
         return;
     }
     let failing: Vec<_> = run.results().filter(|r| r.status != Status::Pass).collect();
     println!(
-        "checks: {total} evaluated, {} failed or errored (run {}, ops.quality_results)",
+        "{indent}checks: {total} evaluated, {} failed or errored (run {}, ops.quality_results)",
         failing.len(),
         run.run_id
     );
     for r in failing {
         println!(
-            "  {:<6} {:<9} {}.{} [{}] {}",
+            "{indent}  {:<6} {:<9} {}.{} [{}] {}",
             r.status, r.severity, r.dataset, r.check, r.workspace_id, r.message
+        );
+    }
+}
+
+/// Routes the failures of `run` to the default pipeline's alert channels (when it declares
+/// any) and prints what was delivered; delivery problems never fail the command.
+pub async fn send_alerts(lake: &revlake::lake::Lake, project: &revlake::project::Project, run: &CheckRun) {
+    let Some(config) = project.default_pipeline().map(|p| &p.file.alerts) else {
+        return;
+    };
+    if config.channels.is_empty() {
+        return;
+    }
+    let alerts = revlake::alerts::quality_alerts(run);
+    let deliveries = revlake::alerts::deliver_and_record(lake, config, &alerts).await;
+    let failed = deliveries.iter().filter(|d| d.status != "sent").count();
+    if !deliveries.is_empty() {
+        println!(
+            "alerts: {} raised, {} deliveries, {failed} failed (ops.alert_deliveries)",
+            alerts.len(),
+            deliveries.len()
         );
     }
 }

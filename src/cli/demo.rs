@@ -96,21 +96,44 @@ pub async fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     // 3. Build the staging models.
     let t = Instant::now();
     println!("\n3. building the SQL models (transforms/)");
-    let runs = revlake::pipeline::transform(&lake, &project, Some(&workspace), &mut |r| {
-        println!(
-            "   {:<40} {:>9} rows  version {:<3} {:.2}s",
-            r.dataset.to_string(),
-            r.outcome.rows,
-            r.outcome.version,
-            r.elapsed.as_secs_f64()
-        );
-    })
-    .await?;
+    let (runs, checks) =
+        revlake::pipeline::transform_checked(&lake, &project, Some(&workspace), &mut |r| {
+            println!(
+                "   {:<40} {:>9} rows  version {:<3} {:.2}s",
+                r.dataset.to_string(),
+                r.outcome.rows,
+                r.outcome.version,
+                r.elapsed.as_secs_f64()
+            );
+        })
+        .await;
+    let checks = checks?;
+    super::check::print_failures(&checks, "   ");
+    super::check::send_alerts(&lake, &project, &checks).await;
+    let runs = runs?;
     println!(
         "   {} models in {:.1}s",
         runs.len(),
         t.elapsed().as_secs_f64()
     );
+    let report_path = project.root.join("datasets/reports/quality.html");
+    if checks.results().next().is_some() {
+        let built = revlake::quality::report::build(&lake, Some(&workspace)).await?;
+        let html = revlake::quality::report::render(
+            &built,
+            revlake::quality::report::ReportFormat::Html,
+        )?;
+        std::fs::create_dir_all(report_path.parent().unwrap_or(&project.root))
+            .with_context(|| format!("creating {}", report_path.display()))?;
+        std::fs::write(&report_path, html)
+            .with_context(|| format!("writing {}", report_path.display()))?;
+        println!(
+            "   quality report: {} ({} checks, {} failed)",
+            report_path.display(),
+            built.checks,
+            built.failed + built.errors
+        );
+    }
 
     // 4. A first look.
     if runs

@@ -90,7 +90,8 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<ExitCode> {
     .await;
     if let Some(gate) = gate {
         let checked = gate.finish().await?;
-        super::check::print_failures(&checked);
+        super::check::print_failures(&checked, "");
+        super::check::send_alerts(&lake, &project, &checked).await;
     }
     let runs = result?;
     println!("{} models built", runs.len());

@@ -76,6 +76,10 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
     let mut all: Vec<StreamOutcome> = Vec::new();
     let mut failed_connections = Vec::new();
+    // The workspace of each outcome in `all`, and (workspace, connection, error) of the
+    // connections that failed before any stream ran.
+    let mut workspace_of: Vec<String> = Vec::new();
+    let mut connection_errors: Vec<(String, String, String)> = Vec::new();
     for (connection, pipeline_workspace) in &chosen {
         let workspace = WorkspaceId::new(args.workspace.as_deref().unwrap_or(pipeline_workspace))?;
         let source = match registry::open(connection) {
@@ -83,6 +87,7 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
             Err(e) => {
                 eprintln!("error: {e}");
                 failed_connections.push(connection.name.clone());
+                connection_errors.push((workspace.as_str().to_string(), connection.name.clone(), e.to_string()));
                 continue;
             }
         };
@@ -115,10 +120,14 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
         )
         .await;
         match result {
-            Ok(outcomes) => all.extend(outcomes),
+            Ok(outcomes) => {
+                workspace_of.extend(outcomes.iter().map(|_| workspace.as_str().to_string()));
+                all.extend(outcomes);
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 failed_connections.push(connection.name.clone());
+                connection_errors.push((workspace.as_str().to_string(), connection.name.clone(), e.to_string()));
             }
         }
     }
@@ -151,6 +160,33 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
         }
     }
     let failed = all.iter().filter(|o| o.error.is_some()).count() + failed_connections.len();
+    // A failed sync is a critical alert (the operating guide's default), through the pipeline's
+    // channels; delivery problems are recorded, never fail the command.
+    let mut alerts = Vec::new();
+    for (ws, c, e) in &connection_errors {
+        alerts.push(revlake::alerts::sync_failed_alert(ws, c, "(all streams)", "", e));
+    }
+    for (o, ws) in all.iter().zip(&workspace_of).filter(|(o, _)| o.error.is_some()) {
+        alerts.push(revlake::alerts::sync_failed_alert(
+            ws,
+            &o.connection,
+            &o.stream,
+            &o.dataset,
+            o.error.as_deref().unwrap_or_default(),
+        ));
+    }
+    if let Some(config) = project.default_pipeline().map(|p| &p.file.alerts)
+        && !alerts.is_empty()
+        && !config.channels.is_empty()
+    {
+        let deliveries = revlake::alerts::deliver_and_record(&lake, config, &alerts).await;
+        eprintln!(
+            "alerts: {} raised, {} deliveries, {} failed (ops.alert_deliveries)",
+            alerts.len(),
+            deliveries.len(),
+            deliveries.iter().filter(|d| d.status != "sent").count()
+        );
+    }
     if failed > 0 {
         eprintln!("{failed} stream(s) or connection(s) failed; see ops.sync_log");
         return Ok(ExitCode::from(1));

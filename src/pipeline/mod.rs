@@ -10,7 +10,10 @@ use crate::sources::file::{
 };
 use crate::sources::{SourceError, naming::snake_case};
 use crate::sql::SqlError;
-use crate::sql::models::{ModelDag, ModelRun, run_models};
+use std::sync::Arc;
+
+use crate::quality::{CheckRun, QualityGate};
+use crate::sql::models::{DatasetGate, ModelDag, ModelRun, RunOptions, run_selected};
 
 /// Errors of a pipeline run, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,8 @@ pub enum PipelineError {
     Import(#[from] FileError),
     #[error("transform stage: {0}")]
     Transform(#[from] SqlError),
+    #[error("checks: {0}")]
+    Quality(#[from] crate::quality::QualityError),
     #[error("{}: {reason}", path.display())]
     Input { path: PathBuf, reason: String },
 }
@@ -86,13 +91,44 @@ pub async fn land_exports(
     Ok(outcomes)
 }
 
-/// Runs the project's SQL models.
+/// Runs the project's SQL models, each followed by its dataset's checks (see
+/// [`transform_checked`]).
 pub async fn transform(
     lake: &Lake,
     project: &Project,
     workspace: Option<&WorkspaceId>,
     on_done: &mut (dyn FnMut(&ModelRun) + Send),
 ) -> Result<Vec<ModelRun>> {
-    let dag = ModelDag::load(project)?;
-    Ok(run_models(lake, project, &dag, workspace, on_done).await?)
+    let (runs, _) = transform_checked(lake, project, workspace, on_done).await;
+    runs
+}
+
+/// Runs the project's SQL models with the quality gate: the checks declared for the stored
+/// inputs run before the models reading them, each model's checks once it commits, and a
+/// failing critical check skips what reads its dataset. Returns the models' outcome and the
+/// checks' (recorded in `ops.quality_results` whether or not the models failed).
+pub async fn transform_checked(
+    lake: &Lake,
+    project: &Project,
+    workspace: Option<&WorkspaceId>,
+    on_done: &mut (dyn FnMut(&ModelRun) + Send),
+) -> (Result<Vec<ModelRun>>, crate::quality::Result<CheckRun>) {
+    let dag = match ModelDag::load(project) {
+        Ok(d) => d,
+        Err(e) => return (Err(e.into()), Ok(CheckRun::default())),
+    };
+    let gate = match QualityGate::new(lake, project, workspace).await {
+        Ok(g) => Arc::new(g),
+        Err(e) => return (Err(e.into()), Ok(CheckRun::default())),
+    };
+    let options = RunOptions {
+        workspace: workspace.cloned(),
+        gate: Some(gate.clone() as Arc<dyn DatasetGate>),
+        ..RunOptions::default()
+    };
+    let runs = run_selected(lake, project, &dag, &options, on_done)
+        .await
+        .map_err(PipelineError::from);
+    let checks = gate.finish().await;
+    (runs, checks)
 }

@@ -37,6 +37,9 @@ pub struct PipelineFile {
     /// Process-mining settings (`[mining]`): context factors, bands, the smoothing prior.
     #[serde(default)]
     pub mining: crate::mining::MiningConfig,
+    /// Alert channels and routes (`[alerts]`): severity → Slack, webhook, email, PagerDuty.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 fn default_workspace() -> String {
@@ -72,6 +75,10 @@ impl Project {
         for path in toml_files(&root.join("schemas"), &mut errors) {
             match DatasetSchema::from_file(&path) {
                 Ok(s) => {
+                    // Checks are validated with their schema: a bad declaration fails the load.
+                    if let Err(e) = crate::quality::checks_of(&s) {
+                        errors.push(e);
+                    }
                     schemas.insert(s.dataset.clone(), s);
                 }
                 Err(e) => errors.push(e),
@@ -161,6 +168,12 @@ fn load_pipeline(path: &Path) -> Result<Pipeline> {
                 reason: format!("connection {name}: {e}"),
             });
         }
+    }
+    if let Err(reason) = file.alerts.validate() {
+        return Err(ProjectError::InvalidPipeline {
+            path: path.to_path_buf(),
+            reason,
+        });
     }
     if crate::lake::WorkspaceId::new(&file.workspace).is_err() {
         return Err(ProjectError::InvalidPipeline {

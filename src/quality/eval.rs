@@ -440,11 +440,11 @@ fn judge(
                 r.message = "no earlier version to compare with".into();
                 return;
             };
-            let change = if previous == 0 {
-                if rows == 0 { 0.0 } else { f64::INFINITY }
-            } else {
-                (rows as f64 - previous as f64) / previous as f64
-            };
+            if previous == 0 {
+                r.message = format!("no rows at version {version} to compare with");
+                return;
+            }
+            let change = (rows as f64 - previous as f64) / previous as f64;
             r.observed = Some(change);
             if -change > *max_drop {
                 r.status = Status::Fail;

@@ -83,7 +83,7 @@ pub struct CheckOptions {
 }
 
 /// One recorded check run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CheckRun {
     pub run_id: String,
     pub reports: Vec<DatasetReport>,

@@ -591,7 +591,7 @@ mod tests {
             total_rows: 100 + at as u64,
             observed: None,
             threshold: "no nulls".into(),
-            message: if failing > 0 { format!("{failing} rows with null `id` <b>") } else { String::new() },
+            message: if failing > 0 { format!("{failing} rows with null `id` <em>") } else { String::new() },
             sample: vec!["d1".into(), "d<2>".into()],
             checked_at: at * 1_000_000,
         }
@@ -624,7 +624,7 @@ mod tests {
     fn junit_counts_and_escapes() {
         let x = render(&report(), ReportFormat::Junit).unwrap();
         assert!(x.contains("tests=\"2\" failures=\"1\" errors=\"0\""), "{x}");
-        assert!(x.contains("<failure type=\"critical\" message=\"3 rows with null `id` &lt;b&gt;\">"), "{x}");
+        assert!(x.contains("<failure type=\"critical\" message=\"3 rows with null `id` &lt;em&gt;\">"), "{x}");
         assert!(x.contains("name=\"unique(id) [acme]\"/>"), "{x}");
     }
 
@@ -634,7 +634,7 @@ mod tests {
         assert!(h.starts_with("<!doctype html>"), "{}", &h[..40]);
         assert!(h.contains("<svg"));
         assert!(h.contains("d&lt;2&gt;"), "samples are escaped");
-        assert!(!h.contains("<b>"), "messages are escaped");
+        assert!(!h.contains("<em>") && h.contains("&lt;em&gt;"), "messages are escaped");
         for banned in ["<script", "http://", "https://", "<link"] {
             let outside_svg_ns = h.replace("http://www.w3.org/2000/svg", "");
             assert!(!outside_svg_ns.contains(banned), "{banned} in the page");

@@ -1,5 +1,6 @@
 //! revlake's integration tests: one binary, a module per feature.
 
+mod alerts;
 mod cli;
 mod common;
 mod connectors;

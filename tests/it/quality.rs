@@ -214,7 +214,7 @@ fn bad_rows() -> Vec<Deal> {
     ]
 }
 
-async fn project_and_lake() -> (tempfile::TempDir, Project, Lake) {
+pub(crate) async fn project_and_lake() -> (tempfile::TempDir, Project, Lake) {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "schemas/staging.deals.toml", DEALS);
     write(dir.path(), "schemas/staging.accounts.toml", ACCOUNTS);
