@@ -19,6 +19,7 @@ pub mod mining;
 pub mod pipeline;
 pub mod project;
 pub mod quality;
+pub mod scoring;
 pub mod simulate;
 pub mod sources;
 pub mod sql;
@@ -39,6 +40,8 @@ pub enum Error {
     Source(#[from] sources::SourceError),
     #[error(transparent)]
     Pipeline(#[from] pipeline::PipelineError),
+    #[error(transparent)]
+    Scoring(#[from] scoring::ScoringError),
 }
 
 impl Error {

@@ -12,7 +12,7 @@ use super::Global;
 /// Benchmarks on generated data, against a peer tool where there is one.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  revlake bench landing\n  revlake bench landing --records 200000 --dir /tmp/bench"
+    after_help = "Examples:\n  revlake bench landing\n  revlake bench landing --records 200000 --dir /tmp/bench\n  revlake bench check --deals 1000000"
 )]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -22,6 +22,7 @@ pub struct BenchArgs {
 #[derive(Debug, clap::Subcommand)]
 enum BenchWhat {
     Landing(LandingArgs),
+    Check(super::bench_check::CheckBenchArgs),
 }
 
 /// Time landing a deal-like NDJSON file and CSV file (15 columns) into a fresh local lake, and
@@ -44,9 +45,10 @@ struct LandingArgs {
     no_peer: bool,
 }
 
-pub async fn run(_global: &Global, args: BenchArgs) -> Result<ExitCode> {
+pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     match args.what {
         BenchWhat::Landing(a) => landing(a).await,
+        BenchWhat::Check(a) => super::bench_check::run(&global.project()?, a).await,
     }
 }
 

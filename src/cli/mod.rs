@@ -3,10 +3,12 @@
 
 mod backtest;
 mod bench;
+mod bench_check;
 mod bench_mining;
 mod check;
 mod demo;
 mod eventlog;
+mod explain;
 mod forecast;
 mod generate;
 mod import;
@@ -14,6 +16,7 @@ mod mine;
 mod progress;
 mod report;
 mod run;
+mod score;
 mod simulate;
 mod sources;
 mod sql;
@@ -104,6 +107,8 @@ pub enum Command {
     Backtest(backtest::BacktestArgs),
     Check(check::CheckArgs),
     Report(report::ReportArgs),
+    Score(score::ScoreArgs),
+    Explain(explain::ExplainArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -133,6 +138,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Command::Simulate(a) => simulate::run(&args.global, a).await,
             Command::Forecast(a) => forecast::run(&args.global, a).await,
             Command::Backtest(a) => backtest::run(&args.global, a).await,
+            Command::Score(a) => score::run(&args.global, a).await,
+            Command::Explain(a) => explain::run(&args.global, a).await,
         }
     })
 }

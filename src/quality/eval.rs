@@ -810,15 +810,14 @@ async fn baseline(
         if v < 0 {
             continue;
         }
-        if !infos.contains_key(&v) {
-            let rows = match lake.info_at(dataset, &AsOf::Version(v)).await {
+        if let std::collections::btree_map::Entry::Vacant(e) = infos.entry(v) {
+            e.insert(match lake.info_at(dataset, &AsOf::Version(v)).await {
                 Ok(info) => info.workspaces,
                 // Vacuumed or never written: nothing to compare with.
                 Err(_) => BTreeMap::new(),
-            };
-            infos.insert(v, rows);
+            });
         }
-        let rows = infos[&v].get(ws).copied().unwrap_or(0);
+        let rows = infos.get(&v).and_then(|m| m.get(ws)).copied().unwrap_or(0);
         out.insert(ws.clone(), (v, rows));
     }
     Ok(out)

@@ -14,6 +14,7 @@ mod models;
 mod pipedrive;
 mod quality;
 mod s3;
+mod scoring;
 mod salesforce;
 mod simulate;
 mod singer;

@@ -145,7 +145,7 @@ fn deals_sql(rows: &[Deal]) -> String {
         .iter()
         .map(|r| {
             format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
+                "({}, {}, {}, {}, {}, {}, {}, now() - INTERVAL '{} days', {})",
                 text(Some(r.0)),
                 text(Some(r.1)),
                 text(r.2),
@@ -153,7 +153,7 @@ fn deals_sql(rows: &[Deal]) -> String {
                 text(Some(r.4)),
                 r.5.map_or("CAST(NULL AS DOUBLE)".to_string(), |a| format!("CAST({a} AS DOUBLE)")),
                 text(r.6),
-                format!("now() - INTERVAL '{} days'", r.7),
+                r.7,
                 r.8.map_or("CAST(NULL AS TIMESTAMP)".to_string(), |d| {
                     format!("now() - INTERVAL '{} days' + INTERVAL '{d} days'", r.7)
                 }),
