@@ -105,10 +105,10 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     Forecast(forecast::ForecastArgs),
     Backtest(backtest::BacktestArgs),
-    Check(check::CheckArgs),
-    Report(report::ReportArgs),
     Score(score::ScoreArgs),
     Explain(explain::ExplainArgs),
+    Check(check::CheckArgs),
+    Report(report::ReportArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.

@@ -155,6 +155,9 @@ pub struct ClientConfig {
     pub request_budget: Option<u64>,
     pub quota: Option<QuotaHeaders>,
     pub classify: Option<Classifier>,
+    /// Also run `classify` on successful (2xx) answers, for vendors that report errors in the
+    /// body of a 200 (Slack's `"ok": false`, GraphQL `errors`); `None` keeps the answer.
+    pub classify_success: bool,
 }
 
 impl ClientConfig {
@@ -171,6 +174,7 @@ impl ClientConfig {
             request_budget: None,
             quota: None,
             classify: None,
+            classify_success: false,
         }
     }
 }
@@ -309,6 +313,15 @@ impl HttpClient {
 
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    /// (requests, retries) so far, what [`super::source::Source::request_stats`] reports.
+    pub fn counts(&self) -> (u64, u64) {
+        let s = &self.inner.stats;
+        (
+            s.requests.load(Ordering::Relaxed),
+            s.retries.load(Ordering::Relaxed),
+        )
     }
 
     /// The API root: the OAuth `instance_url` once a token carried one, else the base URL.
@@ -530,12 +543,43 @@ impl HttpClient {
     async fn judge(&self, response: Response, url: &Url, refreshed: bool) -> Next {
         self.note_quota(&response).await;
         let status = response.status();
-        if status.is_success() {
+        let cfg = &self.inner.config;
+        let inspect = cfg.classify_success && cfg.classify.is_some();
+        if status.is_success() && !inspect {
             return Next::Done(response);
         }
         let wait = retry_after(&response);
-        let body = response.text().await.unwrap_or_default();
-        let cfg = &self.inner.config;
+        let body = match response.text().await {
+            Ok(body) => body,
+            Err(e) if status.is_success() => {
+                return Next::Retry(
+                    None,
+                    format!("reading the response failed: {}", e.without_url()),
+                );
+            }
+            Err(_) => String::new(),
+        };
+        if status.is_success() {
+            match cfg.classify.and_then(|c| c(status, &body)) {
+                // A 2xx answer the vendor hook reads as an error falls through to the verdict
+                // handling below; any other is handed back as it came.
+                Some(_) => {}
+                None => {
+                    return match http::Response::builder()
+                        .status(status)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body)
+                    {
+                        Ok(r) => Next::Done(Response::from(r)),
+                        Err(e) => Next::Fail(SourceError::Http {
+                            connection: cfg.connection.clone(),
+                            url: redact_url(url),
+                            reason: format!("cannot hand back the response: {e}"),
+                        }),
+                    };
+                }
+            }
+        }
         let fail = |reason: String| {
             Next::Fail(SourceError::Http {
                 connection: cfg.connection.clone(),

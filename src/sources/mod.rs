@@ -4,17 +4,27 @@
 //! [`source::Source`] built on the shared [`http::HttpClient`] and landed by [`sync`]. Singer
 //! taps and Airbyte sources ([`singer`]) run as subprocesses and land through [`stateful`].
 
+pub mod chargebee;
 pub mod file;
+pub mod fireflies;
+pub mod gmail;
 pub mod gong;
+pub mod google_drive;
 pub mod http;
 pub mod hubspot;
+pub mod intercom;
+pub mod kit;
+pub mod monday;
 pub mod naming;
+pub mod outreach;
 pub mod paging;
 pub mod pipedrive;
 pub mod records;
 pub mod registry;
 pub mod salesforce;
+pub mod salesloft;
 pub mod singer;
+pub mod slack;
 pub mod source;
 pub mod stateful;
 pub mod stripe;

@@ -9,13 +9,22 @@
 //! - [`Paging::BodyCursor`]: a POST search whose body carries the cursor (HubSpot search).
 //! - [`Paging::NextUrlUntil`]: an export whose last page still names a next URL and says it is
 //!   the last with a flag (Zendesk's `after_url` / `next_page` with `end_of_stream`).
+//! - [`Paging::CursorWhile`]: a cursor sent back while a flag says more follow (Kit's
+//!   `pagination.end_cursor` with `has_next_page`).
+//! - [`Paging::BodyOffset`]: skip/limit carried in a POST body (GraphQL variables: Fireflies).
+//! - [`Paging::FollowBody`]: a POST whose follow-up pages are a different body built from the
+//!   cursor (monday.com's `items_page`, then `next_items_page(cursor)`).
+
+use std::collections::HashMap;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::SourceError;
 use super::http::{CursorGuard, HttpClient, redact_url};
+use super::records::{FieldKind, PageBuilder, records_at};
+use super::source::{CursorRole, Page};
 
 /// How an endpoint pages.
 #[derive(Debug, Clone)]
@@ -46,7 +55,9 @@ pub enum Paging {
         id: &'static str,
         param: &'static str,
     },
-    /// A POST whose JSON body carries the cursor at body field `field`, read from `pointer`.
+    /// A POST whose JSON body carries the cursor at body field `field` (a top-level key, or a
+    /// JSON pointer such as `/pagination/starting_after` for a nested one), read from
+    /// `pointer`.
     BodyCursor {
         pointer: &'static str,
         field: &'static str,
@@ -58,6 +69,53 @@ pub enum Paging {
         next: &'static str,
         end: &'static str,
     },
+    /// The next cursor at `pointer`, sent back as query parameter `param` while the boolean at
+    /// `more` is true (the last page may still name a cursor). `more` true without a cursor
+    /// is a malformed page.
+    CursorWhile {
+        pointer: &'static str,
+        param: &'static str,
+        more: &'static str,
+    },
+    /// A POST whose body carries the offset at `field` (a JSON pointer such as
+    /// `/variables/skip`); pages of `limit` records at `records`, a shorter page ends it.
+    /// With `pages`, the field is a 1-based page number instead of a record offset.
+    BodyOffset {
+        field: &'static str,
+        limit: u64,
+        records: &'static str,
+        pages: bool,
+    },
+    /// A POST whose first answer holds a cursor at one of `cursor` (JSON pointers, tried in
+    /// order); each next page POSTs the body `next(cursor)` to the same path, until no cursor
+    /// comes back.
+    FollowBody {
+        cursor: &'static [&'static str],
+        next: fn(&str) -> Value,
+    },
+}
+
+/// Sets `value` at `field` of `body`: a top-level key, or a JSON pointer whose missing
+/// objects are created.
+fn set_field(body: &mut Value, field: &str, value: Value) {
+    let Some(pointer) = field.strip_prefix('/') else {
+        if let Value::Object(b) = body {
+            b.insert(field.to_string(), value);
+        }
+        return;
+    };
+    let mut at = body;
+    let parts: Vec<&str> = pointer.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Object(map) = at else { return };
+        if i + 1 == parts.len() {
+            map.insert(part.to_string(), value);
+            return;
+        }
+        at = map
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
 }
 
 /// The first request of a paged read.
@@ -101,10 +159,50 @@ pub struct JsonPage {
     pub number: u64,
 }
 
+impl JsonPage {
+    /// Lands the records at `pointer` (an absent or non-array value is a malformed page) as
+    /// one [`Page`]: `fields` gives each record's landed fields and whether it is a
+    /// tombstone, or the reason it is malformed.
+    pub fn land(
+        &self,
+        connection: &str,
+        pointer: &str,
+        hints: &HashMap<String, FieldKind>,
+        cursor: Option<CursorRole>,
+        mut fields: impl FnMut(&Value) -> Result<(Map<String, Value>, bool), String>,
+    ) -> Result<Page, SourceError> {
+        let malformed = |reason: String| SourceError::MalformedPage {
+            connection: connection.to_string(),
+            url: self.url.clone(),
+            reason,
+        };
+        let mut builder = PageBuilder::new(hints.clone());
+        for (i, record) in records_at(&self.body, pointer)
+            .map_err(malformed)?
+            .iter()
+            .enumerate()
+        {
+            let (f, deleted) =
+                fields(record).map_err(|e| malformed(format!("record {i} at {pointer}: {e}")))?;
+            builder.push(f, record, deleted);
+        }
+        builder.into_page(connection, &self.url, cursor)
+    }
+}
+
+/// A record's own fields (it must be an object).
+pub fn object_fields(record: &Value) -> Result<Map<String, Value>, String> {
+    record
+        .as_object()
+        .cloned()
+        .ok_or_else(|| "the record is not an object".to_string())
+}
+
 enum Next {
     Url(String),
     Query(String, String),
     Body(String, Value),
+    NewBody(Value),
 }
 
 struct State {
@@ -163,10 +261,11 @@ pub fn pages<'a>(
                     query.push((k, v));
                 }
                 Some(Next::Body(field, v)) => {
-                    if let Some(Value::Object(b)) = body.as_mut() {
-                        b.insert(field, v);
+                    if let Some(b) = body.as_mut() {
+                        set_field(b, &field, v);
                     }
                 }
+                Some(Next::NewBody(b)) => body = Some(b),
             }
             let url = client.url(&path).await?;
             // Messages name the page with its query (the cursor or offset that reached it).
@@ -238,6 +337,62 @@ pub fn pages<'a>(
                     }
                     None => st.done = true,
                 },
+                Paging::CursorWhile {
+                    pointer,
+                    param,
+                    more,
+                } => {
+                    let more_pages =
+                        value
+                            .pointer(more)
+                            .and_then(Value::as_bool)
+                            .ok_or_else(|| {
+                                malformed(format!(
+                                    "no boolean `{more}` says whether more pages follow"
+                                ))
+                            })?;
+                    match text_at(pointer) {
+                        _ if !more_pages => st.done = true,
+                        Some(next) => {
+                            st.guard.check(client.connection(), &shown, &next)?;
+                            st.next = Some(Next::Query(param.to_string(), next));
+                        }
+                        None => {
+                            return Err(malformed(format!(
+                                "`{more}` is true but there is no cursor at `{pointer}`"
+                            )));
+                        }
+                    }
+                }
+                Paging::BodyOffset {
+                    field,
+                    limit,
+                    records,
+                    pages,
+                } => {
+                    let n = match value.pointer(records) {
+                        Some(Value::Array(a)) => a.len() as u64,
+                        Some(Value::Null) => 0,
+                        _ => return Err(malformed(format!("no array at {records}"))),
+                    };
+                    if n >= *limit && n > 0 {
+                        st.offset += n;
+                        // Page numbers start at 1: the page after the first is 2.
+                        let sent = if *pages { st.number + 1 } else { st.offset };
+                        st.next = Some(Next::Body(field.to_string(), Value::from(sent)));
+                    } else {
+                        st.done = true;
+                    }
+                }
+                Paging::FollowBody { cursor, next } => {
+                    match cursor.iter().find_map(|p| text_at(p)) {
+                        Some(c) => {
+                            st.guard.check(client.connection(), &shown, &c)?;
+                            st.next = Some(Next::NewBody(next(&c)));
+                        }
+                        None => st.done = true,
+                    }
+                }
                 Paging::Offset {
                     param,
                     limit,

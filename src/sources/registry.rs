@@ -30,6 +30,16 @@ pub fn vendors() -> Vec<VendorInfo> {
         super::stripe::INFO,
         super::zendesk::INFO,
         super::gong::INFO,
+        super::outreach::INFO,
+        super::salesloft::INFO,
+        super::intercom::INFO,
+        super::chargebee::INFO,
+        super::kit::INFO,
+        super::slack::INFO,
+        super::gmail::INFO,
+        super::google_drive::INFO,
+        super::fireflies::INFO,
+        super::monday::INFO,
     ]
 }
 
@@ -62,6 +72,18 @@ pub fn open(connection: &Connection) -> Result<Box<dyn Source>> {
         "stripe" => Ok(Box::new(super::stripe::Stripe::open(connection)?)),
         "zendesk" => Ok(Box::new(super::zendesk::Zendesk::open(connection)?)),
         "gong" => Ok(Box::new(super::gong::Gong::open(connection)?)),
+        "outreach" => Ok(Box::new(super::outreach::Outreach::open(connection)?)),
+        "salesloft" => Ok(Box::new(super::salesloft::Salesloft::open(connection)?)),
+        "intercom" => Ok(Box::new(super::intercom::Intercom::open(connection)?)),
+        "chargebee" => Ok(Box::new(super::chargebee::Chargebee::open(connection)?)),
+        "kit" => Ok(Box::new(super::kit::Kit::open(connection)?)),
+        "slack" => Ok(Box::new(super::slack::Slack::open(connection)?)),
+        "gmail" => Ok(Box::new(super::gmail::Gmail::open(connection)?)),
+        "google_drive" => Ok(Box::new(super::google_drive::GoogleDrive::open(
+            connection,
+        )?)),
+        "fireflies" => Ok(Box::new(super::fireflies::Fireflies::open(connection)?)),
+        "monday" => Ok(Box::new(super::monday::Monday::open(connection)?)),
         other => Err(SourceError::Config {
             connection: connection.name.clone(),
             reason: format!("no connector is registered for {other}"),

@@ -130,8 +130,12 @@ pub trait StatefulSource: Send + Sync {
 }
 
 /// A named connection, as declared in a pipeline file under `[connections.NAME]`.
+///
+/// A Singer tap or Airbyte source names its argv with a top-level `command`
+/// (`command = ["tap-csv"]`), kept in [`Connection::options`] under `command`, where the tap
+/// reads it (`options.command` is accepted too, not both).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ConnectionFile")]
 pub struct Connection {
     /// Filled from the table key.
     #[serde(skip)]
@@ -154,6 +158,51 @@ pub struct Connection {
     /// Vendor options (API version, field lists, Bulk API threshold, ...).
     #[serde(default)]
     pub options: toml::Table,
+}
+
+/// [`Connection`] as written in a pipeline file: its fields and a top-level `command`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionFile {
+    source: String,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    credentials: BTreeMap<String, String>,
+    #[serde(default)]
+    streams: Vec<String>,
+    #[serde(default)]
+    request_budget: Option<u64>,
+    #[serde(default)]
+    command: Option<toml::Value>,
+    #[serde(default)]
+    options: toml::Table,
+}
+
+impl TryFrom<ConnectionFile> for Connection {
+    type Error = String;
+
+    fn try_from(file: ConnectionFile) -> Result<Self, String> {
+        let mut options = file.options;
+        if let Some(command) = file.command {
+            if options.contains_key("command") {
+                return Err(
+                    "the tap's command is given twice: keep `command` or `options.command`, not both"
+                        .into(),
+                );
+            }
+            options.insert("command".into(), command);
+        }
+        Ok(Connection {
+            name: String::new(),
+            source: file.source,
+            base_url: file.base_url,
+            credentials: file.credentials,
+            streams: file.streams,
+            request_budget: file.request_budget,
+            options,
+        })
+    }
 }
 
 impl Connection {
@@ -257,5 +306,39 @@ impl Connection {
             }
         }
         Ok(self.streams.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_top_level_command_is_the_taps_command() {
+        let c: Connection = toml::from_str(
+            r#"
+            source = "singer"
+            command = ["tap-csv", "--verbose"]
+            [options]
+            config = "tap.json"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.options["command"],
+            toml::Value::Array(vec!["tap-csv".into(), "--verbose".into()])
+        );
+        assert_eq!(c.option_str("config"), Some("tap.json"));
+
+        let twice = toml::from_str::<Connection>(
+            "source = \"singer\"\ncommand = \"tap-csv\"\n[options]\ncommand = \"tap-x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(twice.contains("not both"), "{twice}");
+        let unknown = toml::from_str::<Connection>("source = \"singer\"\ncomand = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("comand"), "{unknown}");
     }
 }

@@ -1,24 +1,36 @@
 //! revlake's integration tests: one binary, a module per feature.
 
 mod alerts;
+mod chargebee;
 mod cli;
 mod common;
 mod connectors;
 mod files;
+mod fireflies;
 mod forecast;
+mod gmail;
 mod gong;
+mod google_drive;
 mod hubspot;
+mod intercom;
+mod kit;
 mod lake;
+mod linkedin_sales_navigator;
 mod mining;
 mod models;
+mod monday;
+mod outreach;
 mod pipedrive;
 mod quality;
 mod s3;
 mod scoring;
 mod salesforce;
+mod salesloft;
 mod simulate;
 mod singer;
+mod slack;
 mod sql;
 mod staging;
 mod stripe;
+mod vendor_mock;
 mod zendesk;

@@ -28,9 +28,13 @@ use crate::lake::{DatasetRef, Layer};
 use crate::sources::naming::snake_case;
 
 /// The built-in maps: (source, TOML text).
-const BUILTIN: [(&str, &str); 2] = [
+const BUILTIN: [(&str, &str); 3] = [
     ("salesforce", include_str!("../mappings/salesforce.toml")),
     ("hubspot", include_str!("../mappings/hubspot.toml")),
+    (
+        "linkedin_sales_navigator",
+        include_str!("../mappings/linkedin_sales_navigator.toml"),
+    ),
 ];
 
 /// A vendor's map file: shared columns and one table per object.

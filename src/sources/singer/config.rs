@@ -85,14 +85,14 @@ impl TapConfig {
                 .iter()
                 .map(|v| v.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad("`options.command` must be a list of strings".into()))?,
+                .ok_or_else(|| bad("`command` must be a list of strings".into()))?,
             Some(toml::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-            Some(_) => return Err(bad("`options.command` must be a list of strings".into())),
+            Some(_) => return Err(bad("`command` must be a list of strings".into())),
             None => Vec::new(),
         };
         if command.is_empty() {
             return Err(bad(format!(
-                "a {} connection needs `options.command`, the tap's argv (e.g. `command = [\"tap-csv\"]`)",
+                "a {} connection needs `command` (or `options.command`), the tap's argv (e.g. `command = [\"tap-csv\"]`)",
                 connection.source
             )));
         }
