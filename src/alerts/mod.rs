@@ -388,6 +388,42 @@ pub fn quality_alerts(run: &CheckRun) -> Vec<Alert> {
         .collect()
 }
 
+/// The insight alerts a scoring run raised for the first time (or again after they were
+/// resolved): `critical` stays critical, `warning` is high, `info` is low. Their ids are the
+/// rows' ids in `marts.alerts`, so an unchanged alert is not sent again.
+pub fn scoring_alerts(workspace: &str, rows: &[&crate::scoring::AlertRow]) -> Vec<Alert> {
+    rows.iter()
+        .map(|r| {
+            let severity = match r.severity.as_str() {
+                "critical" => Severity::Critical,
+                "warning" => Severity::High,
+                _ => Severity::Low,
+            };
+            let details: serde_json::Value =
+                serde_json::from_str(&r.details).unwrap_or(serde_json::Value::String(r.details.clone()));
+            Alert {
+                id: r.alert_id.clone(),
+                source: "scoring".into(),
+                severity,
+                title: r.title.clone(),
+                body: r.body.clone(),
+                workspace_id: workspace.to_string(),
+                dataset: Some("marts.alerts".into()),
+                details: serde_json::json!({
+                    "rule": r.rule,
+                    "subject": r.subject,
+                    "subject_name": r.subject_name,
+                    "audience": r.audience.split(',').map(str::trim).filter(|a| !a.is_empty()).collect::<Vec<_>>(),
+                    "owner_id": r.owner_id,
+                    "manager_id": r.manager_id,
+                    "details": details,
+                }),
+                raised_at: r.last_seen,
+            }
+        })
+        .collect()
+}
+
 /// The critical alert of a failed sync stream.
 pub fn sync_failed_alert(
     workspace: &str,
@@ -452,6 +488,43 @@ url = "http://127.0.0.1:1/x"
 "#
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn scoring_alerts_keep_their_ids_and_map_severities() {
+        let row = |severity: &str| crate::scoring::AlertRow {
+            alert_id: format!("id-{severity}"),
+            rule: "high_risk_deal".into(),
+            severity: severity.into(),
+            subject: "d1".into(),
+            subject_name: "Acme renewal".into(),
+            owner_id: Some("u1".into()),
+            manager_id: Some("u0".into()),
+            audience: "rep,manager".into(),
+            title: "Acme renewal: risk 82".into(),
+            body: "top factors ...".into(),
+            details: r#"{"risk": 82}"#.into(),
+            state: "risk>75".into(),
+            first_seen: Utc::now(),
+            last_seen: Utc::now(),
+            is_new: true,
+            status: "open".into(),
+        };
+        let rows = [row("critical"), row("warning"), row("info")];
+        let refs: Vec<&crate::scoring::AlertRow> = rows.iter().collect();
+        let alerts = scoring_alerts("acme", &refs);
+        let got: Vec<(&str, Severity)> = alerts.iter().map(|a| (a.id.as_str(), a.severity)).collect();
+        assert_eq!(
+            got,
+            [
+                ("id-critical", Severity::Critical),
+                ("id-warning", Severity::High),
+                ("id-info", Severity::Low)
+            ]
+        );
+        assert_eq!(alerts[0].details["audience"], serde_json::json!(["rep", "manager"]));
+        assert_eq!(alerts[0].details["details"]["risk"], 82);
+        assert_eq!(alerts[0].source, "scoring");
     }
 
     #[test]

@@ -108,13 +108,22 @@ pub fn print_failures(run: &CheckRun, indent: &str) {
 /// Routes the failures of `run` to the default pipeline's alert channels (when it declares
 /// any) and prints what was delivered; delivery problems never fail the command.
 pub async fn send_alerts(lake: &revlake::lake::Lake, project: &revlake::project::Project, run: &CheckRun) {
+    route(lake, project, revlake::alerts::quality_alerts(run)).await;
+}
+
+/// Sends `alerts` through the default pipeline's channels, if it declares any, recording the
+/// deliveries in ops.alert_deliveries.
+pub async fn route(
+    lake: &revlake::lake::Lake,
+    project: &revlake::project::Project,
+    alerts: Vec<revlake::alerts::Alert>,
+) {
     let Some(config) = project.default_pipeline().map(|p| &p.file.alerts) else {
         return;
     };
-    if config.channels.is_empty() {
+    if config.channels.is_empty() || alerts.is_empty() {
         return;
     }
-    let alerts = revlake::alerts::quality_alerts(run);
     let deliveries = revlake::alerts::deliver_and_record(lake, config, &alerts).await;
     let failed = deliveries.iter().filter(|d| d.status != "sent").count();
     if !deliveries.is_empty() {

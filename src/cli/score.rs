@@ -107,6 +107,11 @@ pub async fn run(global: &Global, args: ScoreArgs) -> Result<ExitCode> {
     for (dataset, o) in &report.written {
         eprintln!("wrote {} rows to {dataset} (version {})", o.rows, o.version);
     }
+    // New insight alerts go out through the pipeline's alert channels (quality issue routing).
+    if !args.no_write {
+        let alerts = revlake::alerts::scoring_alerts(workspace.as_str(), &report.new_alerts());
+        super::check::route(&lake, &project, alerts).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
