@@ -134,3 +134,30 @@ pub async fn route(
         );
     }
 }
+
+/// The checks after a stage: runs those of the datasets the stage wrote, prints the failures,
+/// routes the alerts, and says whether a critical check failed (the command then exits 1:
+/// what reads those datasets should not run).
+pub async fn after_stage(
+    lake: &revlake::lake::Lake,
+    project: &revlake::project::Project,
+    written: &[revlake::lake::DatasetRef],
+    workspace: Option<&WorkspaceId>,
+) -> Result<bool> {
+    let Some(run) = revlake::quality::check_written(lake, project, written, workspace).await? else {
+        return Ok(false);
+    };
+    print_failures(&run, "");
+    send_alerts(lake, project, &run).await;
+    Ok(run.failed_at(Severity::Critical))
+}
+
+/// `code`, or exit code 1 when a critical check failed.
+pub fn exit_after(blocked: bool) -> ExitCode {
+    if blocked {
+        eprintln!("a critical check failed: what reads those datasets should not run (see above)");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -211,6 +211,7 @@ pub async fn run(global: &Global, args: ForecastArgs) -> Result<ExitCode> {
             "wrote {} rows to {PIPELINE_FORECAST} (version {})",
             outcome.rows, outcome.version
         );
+        let mut written = vec![dataset];
         if let Some(recs) = recommendations.filter(|r| !r.recommendations.is_empty()) {
             let dataset: DatasetRef = RECOMMENDATIONS.parse()?;
             let outcome = recs.write(&lake, project.schema(&dataset)).await?;
@@ -218,7 +219,10 @@ pub async fn run(global: &Global, args: ForecastArgs) -> Result<ExitCode> {
                 "wrote {} rows to {RECOMMENDATIONS} (version {})",
                 outcome.rows, outcome.version
             );
+            written.push(dataset);
         }
+        let blocked = super::check::after_stage(&lake, &project, &written, Some(&workspace)).await?;
+        return Ok(super::check::exit_after(blocked));
     }
     Ok(ExitCode::SUCCESS)
 }

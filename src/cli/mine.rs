@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use revlake::lake::DatasetRef;
 use revlake::lake::{AsOf, WorkspaceId};
 use revlake::mining::{self, MineOptions, WorkspaceMining, render};
 
@@ -112,7 +113,15 @@ pub async fn run(global: &Global, args: MineArgs) -> Result<ExitCode> {
             outcome.load_seconds, outcome.mine_seconds
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    if outcome.versions.is_none() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let written: Vec<DatasetRef> = ["marts.stage_transition_matrix", "marts.stage_durations", "marts.dfg"]
+        .iter()
+        .map(|d| d.parse())
+        .collect::<std::result::Result<_, _>>()?;
+    let blocked = super::check::after_stage(&lake, &project, &written, options.workspace.as_ref()).await?;
+    Ok(super::check::exit_after(blocked))
 }
 
 fn print_workspace(m: &WorkspaceMining, order: &mining::StageOrder, config: &mining::MiningConfig) {

@@ -111,6 +111,13 @@ pub async fn run(global: &Global, args: ScoreArgs) -> Result<ExitCode> {
     if !args.no_write {
         let alerts = revlake::alerts::scoring_alerts(workspace.as_str(), &report.new_alerts());
         super::check::route(&lake, &project, alerts).await;
+        let written: Vec<revlake::lake::DatasetRef> = report
+            .written
+            .iter()
+            .filter_map(|(d, _)| d.to_string().parse().ok())
+            .collect();
+        let blocked = super::check::after_stage(&lake, &project, &written, Some(&workspace)).await?;
+        return Ok(super::check::exit_after(blocked));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -187,9 +187,22 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
             deliveries.iter().filter(|d| d.status != "sent").count()
         );
     }
+    // The checks of the raw tables that landed (those declaring checks), per workspace.
+    let mut landed: std::collections::BTreeMap<&str, Vec<revlake::lake::DatasetRef>> =
+        std::collections::BTreeMap::new();
+    for (o, ws) in all.iter().zip(&workspace_of).filter(|(o, _)| o.error.is_none()) {
+        if let Ok(d) = o.dataset.parse() {
+            landed.entry(ws.as_str()).or_default().push(d);
+        }
+    }
+    let mut blocked = false;
+    for (ws, datasets) in &landed {
+        let ws = WorkspaceId::new(ws)?;
+        blocked |= super::check::after_stage(&lake, &project, datasets, Some(&ws)).await?;
+    }
     if failed > 0 {
         eprintln!("{failed} stream(s) or connection(s) failed; see ops.sync_log");
         return Ok(ExitCode::from(1));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::check::exit_after(blocked))
 }

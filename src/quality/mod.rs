@@ -162,6 +162,32 @@ pub async fn run_checks(lake: &Lake, project: &Project, options: &CheckOptions) 
     })
 }
 
+/// The checks of the datasets a stage just wrote (a sync's raw tables, mining's or the
+/// simulation's marts), recorded as one run; `None` when none of them declares checks.
+pub async fn check_written(
+    lake: &Lake,
+    project: &Project,
+    written: &[DatasetRef],
+    workspace: Option<&WorkspaceId>,
+) -> Result<Option<CheckRun>> {
+    let all = project_checks(project)?;
+    let mut select: Vec<String> = written
+        .iter()
+        .filter(|d| all.contains_key(d))
+        .map(|d| d.to_string())
+        .collect();
+    select.sort();
+    select.dedup();
+    if select.is_empty() {
+        return Ok(None);
+    }
+    let options = CheckOptions {
+        workspace: workspace.cloned(),
+        select,
+    };
+    run_checks(lake, project, &options).await.map(Some)
+}
+
 /// The selected datasets (those with checks), in name order.
 fn select(
     all: &BTreeMap<DatasetRef, (DatasetSchema, Vec<Check>)>,

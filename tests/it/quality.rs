@@ -581,3 +581,22 @@ async fn the_reports_render_and_the_html_one_in_headless_chromium() {
         assert!(dom.contains(id), "{id} missing from the rendered DOM");
     }
 }
+
+#[tokio::test]
+async fn a_stage_checks_only_what_it_wrote() {
+    let (_dir, project, lake) = project_and_lake().await;
+    let accounts: revlake::lake::DatasetRef = "staging.accounts".parse().unwrap();
+    let deals: revlake::lake::DatasetRef = "staging.deals".parse().unwrap();
+    // staging.accounts declares no checks: nothing runs, nothing is recorded.
+    let none = revlake::quality::check_written(&lake, &project, &[accounts.clone()], None)
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    let run = revlake::quality::check_written(&lake, &project, &[accounts, deals], None)
+        .await
+        .unwrap()
+        .unwrap();
+    let datasets: Vec<String> = run.reports.iter().map(|r| r.dataset.to_string()).collect();
+    assert_eq!(datasets, ["staging.deals"]);
+    assert!(run.failed_at(revlake::quality::Severity::Critical));
+}
