@@ -13,7 +13,9 @@
 //! [`Error`] gathers them for callers that handle any failure of a run.
 
 pub mod alerts;
+pub mod export;
 pub mod generate;
+pub mod jobs;
 pub mod lake;
 pub mod mining;
 pub mod pipeline;
@@ -42,6 +44,8 @@ pub enum Error {
     Pipeline(#[from] pipeline::PipelineError),
     #[error(transparent)]
     Scoring(#[from] scoring::ScoringError),
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobsError),
 }
 
 impl Error {

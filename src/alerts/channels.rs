@@ -71,14 +71,19 @@ fn env_secret(var: &str, what: &str) -> Result<String, SendError> {
     }
 }
 
-async fn send(client: &reqwest::Client, channel: &ChannelConfig, alert: &Alert) -> Result<(), SendError> {
+async fn send(
+    client: &reqwest::Client,
+    channel: &ChannelConfig,
+    alert: &Alert,
+) -> Result<(), SendError> {
     match channel {
         ChannelConfig::Slack { webhook_url_env } => {
             let url = env_secret(webhook_url_env, "the Slack webhook URL")?;
             post_json(client, &url, &slack_payload(alert), &[]).await
         }
         ChannelConfig::Webhook { url, secret_env } => {
-            let body = serde_json::to_vec(&webhook_body(alert)).map_err(|e| SendError::fatal(e.to_string()))?;
+            let body = serde_json::to_vec(&webhook_body(alert))
+                .map_err(|e| SendError::fatal(e.to_string()))?;
             let ts = chrono::Utc::now().timestamp().to_string();
             let mut headers = vec![
                 ("X-Revlake-Timestamp".to_string(), ts.clone()),
@@ -86,13 +91,21 @@ async fn send(client: &reqwest::Client, channel: &ChannelConfig, alert: &Alert) 
             ];
             if let Some(var) = secret_env {
                 let secret = env_secret(var, "the webhook signing secret")?;
-                headers.push(("X-Revlake-Signature".to_string(), format!("v1={}", sign(&secret, &ts, &body))));
+                headers.push((
+                    "X-Revlake-Signature".to_string(),
+                    format!("v1={}", sign(&secret, &ts, &body)),
+                ));
             }
             post_bytes(client, url, body, &headers).await
         }
-        ChannelConfig::Pagerduty { routing_key_env, url } => {
+        ChannelConfig::Pagerduty {
+            routing_key_env,
+            url,
+        } => {
             let key = env_secret(routing_key_env, "the PagerDuty routing key")?;
-            let url = url.as_deref().unwrap_or("https://events.pagerduty.com/v2/enqueue");
+            let url = url
+                .as_deref()
+                .unwrap_or("https://events.pagerduty.com/v2/enqueue");
             post_json(client, url, &pagerduty_payload(alert, &key), &[]).await
         }
         ChannelConfig::Email {
@@ -103,7 +116,19 @@ async fn send(client: &reqwest::Client, channel: &ChannelConfig, alert: &Alert) 
             password_env,
             from,
             to,
-        } => send_email(alert, smtp_host, *smtp_port, *tls, username_env, password_env, from, to).await,
+        } => {
+            send_email(
+                alert,
+                smtp_host,
+                *smtp_port,
+                *tls,
+                username_env,
+                password_env,
+                from,
+                to,
+            )
+            .await
+        }
     }
 }
 
@@ -199,7 +224,9 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Slack's `&`, `<`, `>` escaping for mrkdwn text.
 fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A Block Kit message: a header, the body, the fields, a context line; `text` is the
@@ -295,12 +322,18 @@ async fn send_email(
     let mut message = Message::builder()
         .from(parse(from)?)
         .subject(truncate(
-            &format!("[revlake][{}] {}", alert.severity.as_str().to_uppercase(), alert.title),
+            &format!(
+                "[revlake][{}] {}",
+                alert.severity.as_str().to_uppercase(),
+                alert.title
+            ),
             200,
         ))
         .header(ContentType::TEXT_PLAIN);
     if to.is_empty() {
-        return Err(SendError::fatal("the email channel has no recipients (`to`)".into()));
+        return Err(SendError::fatal(
+            "the email channel has no recipients (`to`)".into(),
+        ));
     }
     for t in to {
         message = message.to(parse(t)?);
@@ -330,7 +363,9 @@ async fn send_email(
         retry_after: None,
     };
     let mut builder = match tls {
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port.unwrap_or(25)),
+        SmtpTls::None => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port.unwrap_or(25))
+        }
         SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
             .map_err(smtp_err)?
             .port(port.unwrap_or(587)),
@@ -345,7 +380,12 @@ async fn send_email(
             env_secret(p, "the SMTP password")?,
         ));
     }
-    builder.build().send(email).await.map(|_| ()).map_err(smtp_err)
+    builder
+        .build()
+        .send(email)
+        .await
+        .map(|_| ())
+        .map_err(smtp_err)
 }
 
 #[cfg(test)]
@@ -384,8 +424,20 @@ mod tests {
             raised_at: chrono::Utc::now(),
         };
         let slack = slack_payload(&alert);
-        assert_eq!(slack["blocks"][0]["text"]["text"].as_str().unwrap().chars().count(), 150);
-        assert!(slack["blocks"][1]["text"]["text"].as_str().unwrap().ends_with("&lt;b&gt;&amp;"));
+        assert_eq!(
+            slack["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            150
+        );
+        assert!(
+            slack["blocks"][1]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("&lt;b&gt;&amp;")
+        );
         let pd = pagerduty_payload(&alert, "R0UT1NGKEY");
         assert!(pd["payload"]["summary"].as_str().unwrap().chars().count() <= 1024);
         assert_eq!(pd["payload"]["severity"], "error");

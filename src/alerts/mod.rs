@@ -232,7 +232,8 @@ pub async fn deliver(config: &AlertsConfig, alerts: &[Alert]) -> Vec<Delivery> {
             let Some(channel) = config.channels.get(&name) else {
                 continue;
             };
-            let (attempts, result) = channels::send_with_retries(&client, config, channel, alert).await;
+            let (attempts, result) =
+                channels::send_with_retries(&client, config, channel, alert).await;
             let delivery = Delivery {
                 alert_id: alert.id.clone(),
                 workspace_id: alert.workspace_id.clone(),
@@ -248,7 +249,9 @@ pub async fn deliver(config: &AlertsConfig, alerts: &[Alert]) -> Vec<Delivery> {
             };
             match &delivery.error {
                 None => tracing::info!(alert = %alert.id, channel = %name, attempts, "alert sent"),
-                Some(e) => tracing::error!(alert = %alert.id, channel = %name, attempts, error = %e, "alert not delivered"),
+                Some(e) => {
+                    tracing::error!(alert = %alert.id, channel = %name, attempts, error = %e, "alert not delivered")
+                }
             }
             out.push(delivery);
         }
@@ -258,7 +261,11 @@ pub async fn deliver(config: &AlertsConfig, alerts: &[Alert]) -> Vec<Delivery> {
 
 /// Sends `alerts` and records the deliveries in `ops.alert_deliveries`; a failure to record is
 /// logged, not returned (alerts never fail the run).
-pub async fn deliver_and_record(lake: &Lake, config: &AlertsConfig, alerts: &[Alert]) -> Vec<Delivery> {
+pub async fn deliver_and_record(
+    lake: &Lake,
+    config: &AlertsConfig,
+    alerts: &[Alert],
+) -> Vec<Delivery> {
     let deliveries = deliver(config, alerts).await;
     if let Err(e) = record(lake, &deliveries).await {
         tracing::error!(error = %e, "recording alert deliveries failed");
@@ -267,7 +274,10 @@ pub async fn deliver_and_record(lake: &Lake, config: &AlertsConfig, alerts: &[Al
 }
 
 /// Appends `deliveries` to `ops.alert_deliveries`.
-pub async fn record(lake: &Lake, deliveries: &[Delivery]) -> Result<(), crate::quality::QualityError> {
+pub async fn record(
+    lake: &Lake,
+    deliveries: &[Delivery],
+) -> Result<(), crate::quality::QualityError> {
     if deliveries.is_empty() {
         return Ok(());
     }
@@ -278,7 +288,9 @@ pub async fn record(lake: &Lake, deliveries: &[Delivery]) -> Result<(), crate::q
         std::path::Path::new("schemas/ops.alert_deliveries.toml"),
     )?;
     let s = |f: &dyn Fn(&Delivery) -> Option<String>| -> ArrayRef {
-        Arc::new(StringArray::from(deliveries.iter().map(f).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            deliveries.iter().map(f).collect::<Vec<_>>(),
+        ))
     };
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("workspace_id", s(&|d| Some(d.workspace_id.clone()))),
@@ -291,7 +303,9 @@ pub async fn record(lake: &Lake, deliveries: &[Delivery]) -> Result<(), crate::q
         ("status", s(&|d| Some(d.status.to_string()))),
         (
             "attempts",
-            Arc::new(Int64Array::from_iter_values(deliveries.iter().map(|d| d.attempts as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                deliveries.iter().map(|d| d.attempts as i64),
+            )),
         ),
         ("error", s(&|d| d.error.clone())),
         (
@@ -305,7 +319,10 @@ pub async fn record(lake: &Lake, deliveries: &[Delivery]) -> Result<(), crate::q
         ),
     ];
     let arrow_schema = schema.arrow_schema();
-    let batch = RecordBatch::try_new(arrow_schema.clone(), columns.into_iter().map(|c| c.1).collect())?;
+    let batch = RecordBatch::try_new(
+        arrow_schema.clone(),
+        columns.into_iter().map(|c| c.1).collect(),
+    )?;
     lake.write(dataset)
         .with_schema(Some(&schema))
         .with_mode(WriteMode::Append)
@@ -328,7 +345,11 @@ pub fn quality_alerts(run: &CheckRun) -> Vec<Alert> {
     groups
         .into_iter()
         .map(|((ws, dataset), failing)| {
-            let severity = failing.iter().map(|r| r.severity).max().unwrap_or(Severity::Low);
+            let severity = failing
+                .iter()
+                .map(|r| r.severity)
+                .max()
+                .unwrap_or(Severity::Low);
             let mut names: Vec<&str> = failing.iter().map(|r| r.check.as_str()).collect();
             names.sort();
             let id = uuid::Uuid::new_v5(
@@ -354,10 +375,15 @@ pub fn quality_alerts(run: &CheckRun) -> Vec<Alert> {
                         r.check,
                         r.severity,
                         r.status,
-                        if r.message.is_empty() { &r.threshold } else { &r.message }
+                        if r.message.is_empty() {
+                            &r.threshold
+                        } else {
+                            &r.message
+                        }
                     );
                     if !r.sample.is_empty() {
-                        let shown: Vec<&str> = r.sample.iter().take(5).map(String::as_str).collect();
+                        let shown: Vec<&str> =
+                            r.sample.iter().take(5).map(String::as_str).collect();
                         line.push_str(&format!(" (e.g. {})", shown.join(", ")));
                     }
                     line
@@ -441,7 +467,9 @@ pub fn sync_failed_alert(
         source: "sync".into(),
         severity: Severity::Critical,
         title: format!("sync failed: {connection} / {stream}"),
-        body: format!("The {stream} stream of connection {connection} failed and landed nothing past its last checkpoint:\n{error}"),
+        body: format!(
+            "The {stream} stream of connection {connection} failed and landed nothing past its last checkpoint:\n{error}"
+        ),
         workspace_id: workspace.to_string(),
         dataset: (!dataset.is_empty()).then(|| dataset.to_string()),
         details: serde_json::json!({"connection": connection, "stream": stream, "error": error}),
@@ -513,7 +541,8 @@ url = "http://127.0.0.1:1/x"
         let rows = [row("critical"), row("warning"), row("info")];
         let refs: Vec<&crate::scoring::AlertRow> = rows.iter().collect();
         let alerts = scoring_alerts("acme", &refs);
-        let got: Vec<(&str, Severity)> = alerts.iter().map(|a| (a.id.as_str(), a.severity)).collect();
+        let got: Vec<(&str, Severity)> =
+            alerts.iter().map(|a| (a.id.as_str(), a.severity)).collect();
         assert_eq!(
             got,
             [
@@ -522,7 +551,10 @@ url = "http://127.0.0.1:1/x"
                 ("id-info", Severity::Low)
             ]
         );
-        assert_eq!(alerts[0].details["audience"], serde_json::json!(["rep", "manager"]));
+        assert_eq!(
+            alerts[0].details["audience"],
+            serde_json::json!(["rep", "manager"])
+        );
         assert_eq!(alerts[0].details["details"]["risk"], 82);
         assert_eq!(alerts[0].source, "scoring");
     }
@@ -530,9 +562,18 @@ url = "http://127.0.0.1:1/x"
     #[test]
     fn default_routes_follow_the_operating_guide() {
         let c = config("");
-        assert_eq!(c.channels_for(&alert(Severity::Critical, "sync")), ["hook", "pd"]);
-        assert_eq!(c.channels_for(&alert(Severity::High, "quality")), ["hook", "slack"]);
-        assert_eq!(c.channels_for(&alert(Severity::Medium, "quality")), ["hook", "mail"]);
+        assert_eq!(
+            c.channels_for(&alert(Severity::Critical, "sync")),
+            ["hook", "pd"]
+        );
+        assert_eq!(
+            c.channels_for(&alert(Severity::High, "quality")),
+            ["hook", "slack"]
+        );
+        assert_eq!(
+            c.channels_for(&alert(Severity::Medium, "quality")),
+            ["hook", "mail"]
+        );
         assert_eq!(c.channels_for(&alert(Severity::Low, "quality")), ["hook"]);
     }
 
@@ -546,9 +587,18 @@ routes = [
 ]"#,
         );
         c.validate().unwrap();
-        assert_eq!(c.channels_for(&alert(Severity::Critical, "sync")), ["slack", "pd"]);
-        assert_eq!(c.channels_for(&alert(Severity::Critical, "quality")), ["slack"]);
-        assert!(c.channels_for(&alert(Severity::Medium, "quality")).is_empty());
+        assert_eq!(
+            c.channels_for(&alert(Severity::Critical, "sync")),
+            ["slack", "pd"]
+        );
+        assert_eq!(
+            c.channels_for(&alert(Severity::Critical, "quality")),
+            ["slack"]
+        );
+        assert!(
+            c.channels_for(&alert(Severity::Medium, "quality"))
+                .is_empty()
+        );
         let bad = config(r#"routes = [{ severity = ["high"], channels = ["nowhere"] }]"#);
         assert!(bad.validate().unwrap_err().contains("\"nowhere\""));
         assert!(toml::from_str::<AlertsConfig>("[channels.x]\nkind = \"fax\"\n").is_err());

@@ -179,7 +179,10 @@ print(json.dumps({"seconds": seconds, "checks": len(results["checks"]), "failed"
 
 pub async fn run(project: &Project, args: CheckBenchArgs) -> Result<std::process::ExitCode> {
     let temp = tempfile::tempdir().context("creating a temporary folder")?;
-    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let lake_dir = dir.join("lake");
     if lake_dir.exists() {
@@ -193,7 +196,13 @@ pub async fn run(project: &Project, args: CheckBenchArgs) -> Result<std::process
     );
     let t = Instant::now();
     let users = write(&lake, project, "staging.users", USERS_SQL).await?;
-    let accounts = write(&lake, project, "staging.accounts", &accounts_sql(args.deals)).await?;
+    let accounts = write(
+        &lake,
+        project,
+        "staging.accounts",
+        &accounts_sql(args.deals),
+    )
+    .await?;
     let deals = write(&lake, project, "staging.deals", &deals_sql(args.deals)).await?;
     println!(
         "  wrote {deals} deals, {accounts} accounts, {users} users in {:.1}s",
@@ -228,7 +237,10 @@ pub async fn run(project: &Project, args: CheckBenchArgs) -> Result<std::process
         report.elapsed.as_secs_f64(),
         failed.join(", ")
     );
-    println!("  peak RSS {:.0} MB", super::bench_mining::peak_rss_mb().unwrap_or(f64::NAN));
+    println!(
+        "  peak RSS {:.0} MB",
+        super::bench_mining::peak_rss_mb().unwrap_or(f64::NAN)
+    );
 
     if args.no_peer {
         return Ok(std::process::ExitCode::SUCCESS);
@@ -238,8 +250,7 @@ pub async fn run(project: &Project, args: CheckBenchArgs) -> Result<std::process
             let peer = v["seconds"].as_f64().unwrap_or(f64::NAN);
             println!(
                 "  Soda Core (DuckDB): {} checks in {peer:.2}s, failed: {}",
-                v["checks"],
-                v["failed"]
+                v["checks"], v["failed"]
             );
             println!("  ratio (Soda / revlake): {:.2}x", peer / seconds);
         }

@@ -38,7 +38,11 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<ExitCode> {
     let project = global.project()?;
     let lake = global.lake(&project).await?;
     let options = CheckOptions {
-        workspace: args.workspace.as_deref().map(WorkspaceId::new).transpose()?,
+        workspace: args
+            .workspace
+            .as_deref()
+            .map(WorkspaceId::new)
+            .transpose()?,
         select: args.select.clone(),
     };
     let run = run_checks(&lake, &project, &options).await?;
@@ -47,7 +51,11 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<ExitCode> {
         println!("{d:<36} not in the lake yet: not checked");
     }
     for report in &run.reports {
-        let failed = report.results.iter().filter(|r| r.status != Status::Pass).count();
+        let failed = report
+            .results
+            .iter()
+            .filter(|r| r.status != Status::Pass)
+            .count();
         println!(
             "{:<36} version {:<4} {:>3} checks {:>3} failed  {} scans {:>7.2}s",
             report.dataset.to_string(),
@@ -57,14 +65,22 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<ExitCode> {
             report.scans,
             report.elapsed.as_secs_f64()
         );
-        for r in report.results.iter().filter(|r| args.all || r.status != Status::Pass) {
+        for r in report
+            .results
+            .iter()
+            .filter(|r| args.all || r.status != Status::Pass)
+        {
             println!(
                 "  {:<6} {:<9} {:<44} [{}] {}",
                 r.status,
                 r.severity,
                 r.check,
                 r.workspace_id,
-                if r.message.is_empty() { r.threshold.clone() } else { r.message.clone() }
+                if r.message.is_empty() {
+                    r.threshold.clone()
+                } else {
+                    r.message.clone()
+                }
             );
         }
     }
@@ -107,7 +123,11 @@ pub fn print_failures(run: &CheckRun, indent: &str) {
 
 /// Routes the failures of `run` to the default pipeline's alert channels (when it declares
 /// any) and prints what was delivered; delivery problems never fail the command.
-pub async fn send_alerts(lake: &revlake::lake::Lake, project: &revlake::project::Project, run: &CheckRun) {
+pub async fn send_alerts(
+    lake: &revlake::lake::Lake,
+    project: &revlake::project::Project,
+    run: &CheckRun,
+) {
     route(lake, project, revlake::alerts::quality_alerts(run)).await;
 }
 
@@ -144,7 +164,8 @@ pub async fn after_stage(
     written: &[revlake::lake::DatasetRef],
     workspace: Option<&WorkspaceId>,
 ) -> Result<bool> {
-    let Some(run) = revlake::quality::check_written(lake, project, written, workspace).await? else {
+    let Some(run) = revlake::quality::check_written(lake, project, written, workspace).await?
+    else {
         return Ok(false);
     };
     print_failures(&run, "");

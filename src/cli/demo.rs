@@ -119,10 +119,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     let report_path = project.root.join("datasets/reports/quality.html");
     if checks.results().next().is_some() {
         let built = revlake::quality::report::build(&lake, Some(&workspace)).await?;
-        let html = revlake::quality::report::render(
-            &built,
-            revlake::quality::report::ReportFormat::Html,
-        )?;
+        let html =
+            revlake::quality::report::render(&built, revlake::quality::report::ReportFormat::Html)?;
         std::fs::create_dir_all(report_path.parent().unwrap_or(&project.root))
             .with_context(|| format!("creating {}", report_path.display()))?;
         std::fs::write(&report_path, html)

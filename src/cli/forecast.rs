@@ -221,7 +221,8 @@ pub async fn run(global: &Global, args: ForecastArgs) -> Result<ExitCode> {
             );
             written.push(dataset);
         }
-        let blocked = super::check::after_stage(&lake, &project, &written, Some(&workspace)).await?;
+        let blocked =
+            super::check::after_stage(&lake, &project, &written, Some(&workspace)).await?;
         return Ok(super::check::exit_after(blocked));
     }
     Ok(ExitCode::SUCCESS)

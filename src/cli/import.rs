@@ -10,8 +10,10 @@ use revlake::sources::file::{
 
 use super::{Global, progress};
 
-/// Land a file in a raw table (CSV, TSV, JSON, NDJSON or xlsx; a path or an s3://, gs://,
-/// az://, file:// or memory:// URL), or list and roll back import batches.
+/// Land a file in a raw table (CSV, TSV, JSON, NDJSON, xlsx or Parquet, text also gzipped as
+/// `.csv.gz` / `.ndjson.gz`; a path, a folder or `*` pattern of part files such as a warehouse
+/// unload, or an s3://, gs://, az://, file:// or memory:// URL), or list and roll back import
+/// batches.
 ///
 /// Column types are inferred from every record (a column the table already has keeps its
 /// type); records that do not fit go to ops.quarantine with their line. With --object (or a
@@ -22,7 +24,7 @@ use super::{Global, progress};
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  revlake import exports/Opportunity.csv --dataset raw.salesforce_opportunity\n  revlake import \"Opportunities report.xlsx\" --object salesforce.Opportunity --sheet Report\n  revlake import hubspot-deals.csv --object hubspot.deals --strategy merge --workspace acme\n  revlake import s3://acme-exports/2025-06/deals.ndjson --dataset raw.crm_deals\n  revlake import legacy.txt --dataset raw.legacy_accounts --format csv --delimiter ';' --encoding windows-1252\n  revlake import batches --dataset raw.hubspot_deals\n  revlake import rollback 0b7c6a52-0d3e-4a43-9a1e-2f0c2b8f3f10"
+    after_help = "Examples:\n  revlake import exports/Opportunity.csv --dataset raw.salesforce_opportunity\n  revlake import \"Opportunities report.xlsx\" --object salesforce.Opportunity --sheet Report\n  revlake import hubspot-deals.csv --object hubspot.deals --strategy merge --workspace acme\n  revlake import s3://acme-exports/2025-06/deals.ndjson --dataset raw.crm_deals\n  revlake import unload/ --dataset raw.snowflake_events\n  revlake import 'exports/123456_2025-01-02_*.json.gz' --dataset raw.amplitude_events\n  revlake import legacy.txt --dataset raw.legacy_accounts --format csv --delimiter ';' --encoding windows-1252\n  revlake import batches --dataset raw.hubspot_deals\n  revlake import rollback 0b7c6a52-0d3e-4a43-9a1e-2f0c2b8f3f10"
 )]
 pub struct ImportArgs {
     #[command(subcommand)]
@@ -39,7 +41,8 @@ enum ImportAction {
 
 #[derive(Debug, clap::Args)]
 struct FileArgs {
-    /// The file: a path, or a URL (s3://, gs://, az://, file://, memory://).
+    /// The file: a path, a folder or `*` pattern of part files (one batch), or a URL (s3://,
+    /// gs://, az://, file://, memory://).
     #[arg(value_name = "FILE", required = true)]
     file: Option<String>,
     /// The raw table to land in, `raw.<source>_<object>` (default: the --object's).

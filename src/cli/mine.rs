@@ -116,11 +116,16 @@ pub async fn run(global: &Global, args: MineArgs) -> Result<ExitCode> {
     if outcome.versions.is_none() {
         return Ok(ExitCode::SUCCESS);
     }
-    let written: Vec<DatasetRef> = ["marts.stage_transition_matrix", "marts.stage_durations", "marts.dfg"]
-        .iter()
-        .map(|d| d.parse())
-        .collect::<std::result::Result<_, _>>()?;
-    let blocked = super::check::after_stage(&lake, &project, &written, options.workspace.as_ref()).await?;
+    let written: Vec<DatasetRef> = [
+        "marts.stage_transition_matrix",
+        "marts.stage_durations",
+        "marts.dfg",
+    ]
+    .iter()
+    .map(|d| d.parse())
+    .collect::<std::result::Result<_, _>>()?;
+    let blocked =
+        super::check::after_stage(&lake, &project, &written, options.workspace.as_ref()).await?;
     Ok(super::check::exit_after(blocked))
 }
 

@@ -9,10 +9,13 @@ mod check;
 mod demo;
 mod eventlog;
 mod explain;
+mod export;
 mod forecast;
 mod generate;
 mod import;
+mod jobs;
 mod mine;
+mod ops;
 mod progress;
 mod report;
 mod run;
@@ -101,6 +104,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
     Mine(mine::MineArgs),
     ExportEventlog(eventlog::ExportEventlogArgs),
+    Export(export::ExportArgs),
     ImportEventlog(eventlog::ImportEventlogArgs),
     Simulate(simulate::SimulateArgs),
     Forecast(forecast::ForecastArgs),
@@ -109,6 +113,13 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     Check(check::CheckArgs),
     Report(report::ReportArgs),
+    Jobs(jobs::JobsArgs),
+    RunJob(jobs::RunJobArgs),
+    History(jobs::HistoryArgs),
+    Schedule(jobs::ScheduleArgs),
+    Backfill(jobs::BackfillArgs),
+    Status(ops::StatusArgs),
+    Doctor(ops::DoctorArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -134,12 +145,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Command::Bench(a) => bench::run(&args.global, a).await,
             Command::Mine(a) => mine::run(&args.global, a).await,
             Command::ExportEventlog(a) => eventlog::export(&args.global, a).await,
+            Command::Export(a) => export::run(&args.global, a).await,
             Command::ImportEventlog(a) => eventlog::import(&args.global, a).await,
             Command::Simulate(a) => simulate::run(&args.global, a).await,
             Command::Forecast(a) => forecast::run(&args.global, a).await,
             Command::Backtest(a) => backtest::run(&args.global, a).await,
             Command::Score(a) => score::run(&args.global, a).await,
             Command::Explain(a) => explain::run(&args.global, a).await,
+            Command::Jobs(a) => jobs::list(&args.global, a).await,
+            Command::RunJob(a) => jobs::run_job(&args.global, a).await,
+            Command::History(a) => jobs::history_cmd(&args.global, a).await,
+            Command::Schedule(a) => jobs::schedule(&args.global, a).await,
+            Command::Backfill(a) => jobs::backfill(&args.global, a).await,
+            Command::Status(a) => ops::status(&args.global, a).await,
+            Command::Doctor(a) => ops::doctor_cmd(&args.global, a).await,
         }
     })
 }

@@ -30,13 +30,20 @@ pub struct ReportArgs {
 pub async fn run(global: &Global, args: ReportArgs) -> Result<ExitCode> {
     let project = global.project()?;
     let lake = global.lake(&project).await?;
-    let workspace = args.workspace.as_deref().map(WorkspaceId::new).transpose()?;
+    let workspace = args
+        .workspace
+        .as_deref()
+        .map(WorkspaceId::new)
+        .transpose()?;
     let built = report::build(&lake, workspace.as_ref()).await?;
     let text = report::render(&built, args.format)?;
     match &args.output {
         Some(path) => {
             // Written beside the target and renamed: a failed write leaves no half page.
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
             let mut tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
             std::io::Write::write_all(&mut tmp, text.as_bytes())

@@ -116,7 +116,8 @@ pub async fn run(global: &Global, args: ScoreArgs) -> Result<ExitCode> {
             .iter()
             .filter_map(|(d, _)| d.to_string().parse().ok())
             .collect();
-        let blocked = super::check::after_stage(&lake, &project, &written, Some(&workspace)).await?;
+        let blocked =
+            super::check::after_stage(&lake, &project, &written, Some(&workspace)).await?;
         return Ok(super::check::exit_after(blocked));
     }
     Ok(ExitCode::SUCCESS)

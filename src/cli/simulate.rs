@@ -129,7 +129,8 @@ pub async fn run(global: &Global, args: SimulateArgs) -> Result<ExitCode> {
             "wrote {} rows to {DEAL_FORECASTS} (version {})",
             outcome.rows, outcome.version
         );
-        let blocked = super::check::after_stage(&lake, &project, &[dataset], Some(&workspace)).await?;
+        let blocked =
+            super::check::after_stage(&lake, &project, &[dataset], Some(&workspace)).await?;
         return Ok(super::check::exit_after(blocked));
     }
     Ok(ExitCode::SUCCESS)

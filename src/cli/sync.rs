@@ -87,7 +87,11 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
             Err(e) => {
                 eprintln!("error: {e}");
                 failed_connections.push(connection.name.clone());
-                connection_errors.push((workspace.as_str().to_string(), connection.name.clone(), e.to_string()));
+                connection_errors.push((
+                    workspace.as_str().to_string(),
+                    connection.name.clone(),
+                    e.to_string(),
+                ));
                 continue;
             }
         };
@@ -127,7 +131,11 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
             Err(e) => {
                 eprintln!("error: {e}");
                 failed_connections.push(connection.name.clone());
-                connection_errors.push((workspace.as_str().to_string(), connection.name.clone(), e.to_string()));
+                connection_errors.push((
+                    workspace.as_str().to_string(),
+                    connection.name.clone(),
+                    e.to_string(),
+                ));
             }
         }
     }
@@ -164,9 +172,19 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
     // channels; delivery problems are recorded, never fail the command.
     let mut alerts = Vec::new();
     for (ws, c, e) in &connection_errors {
-        alerts.push(revlake::alerts::sync_failed_alert(ws, c, "(all streams)", "", e));
+        alerts.push(revlake::alerts::sync_failed_alert(
+            ws,
+            c,
+            "(all streams)",
+            "",
+            e,
+        ));
     }
-    for (o, ws) in all.iter().zip(&workspace_of).filter(|(o, _)| o.error.is_some()) {
+    for (o, ws) in all
+        .iter()
+        .zip(&workspace_of)
+        .filter(|(o, _)| o.error.is_some())
+    {
         alerts.push(revlake::alerts::sync_failed_alert(
             ws,
             &o.connection,
@@ -190,7 +208,11 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
     // The checks of the raw tables that landed (those declaring checks), per workspace.
     let mut landed: std::collections::BTreeMap<&str, Vec<revlake::lake::DatasetRef>> =
         std::collections::BTreeMap::new();
-    for (o, ws) in all.iter().zip(&workspace_of).filter(|(o, _)| o.error.is_none()) {
+    for (o, ws) in all
+        .iter()
+        .zip(&workspace_of)
+        .filter(|(o, _)| o.error.is_none())
+    {
         if let Ok(d) = o.dataset.parse() {
             landed.entry(ws.as_str()).or_default().push(d);
         }

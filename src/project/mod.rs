@@ -40,6 +40,9 @@ pub struct PipelineFile {
     /// Alert channels and routes (`[alerts]`): severity → Slack, webhook, email, PagerDuty.
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// Warehouse exports (`[exports.NAME]`): Snowflake or BigQuery targets of `revlake export`.
+    #[serde(default)]
+    pub exports: BTreeMap<String, crate::export::ExportConfig>,
 }
 
 fn default_workspace() -> String {
@@ -60,6 +63,8 @@ pub struct Project {
     pub root: PathBuf,
     pub schemas: BTreeMap<DatasetRef, DatasetSchema>,
     pub pipelines: BTreeMap<String, Pipeline>,
+    /// Job files (`jobs/*.toml`), by name.
+    pub jobs: BTreeMap<String, crate::jobs::Job>,
 }
 
 impl Project {
@@ -93,11 +98,22 @@ impl Project {
                 Err(e) => errors.push(e),
             }
         }
+        let mut jobs = BTreeMap::new();
+        for path in toml_files(&root.join("jobs"), &mut errors) {
+            match crate::jobs::Job::load(&path).and_then(|j| j.validate_refs(&pipelines).map(|_| j))
+            {
+                Ok(j) => {
+                    jobs.insert(j.name.clone(), j);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
         match errors.len() {
             0 => Ok(Self {
                 root: root.to_path_buf(),
                 schemas,
                 pipelines,
+                jobs,
             }),
             1 => Err(errors.remove(0)),
             _ => Err(ProjectError::Many { errors }),
@@ -110,6 +126,7 @@ impl Project {
             root: root.to_path_buf(),
             schemas: BTreeMap::new(),
             pipelines: BTreeMap::new(),
+            jobs: BTreeMap::new(),
         }
     }
 

@@ -238,7 +238,14 @@ pub async fn check_dataset(
                     tallies[i] = Err(format!("{to} is not in the lake"));
                     continue;
                 }
-                relationships_sql(&table, &key_expr(schema, "c."), column, to, to_column, &check.filter)
+                relationships_sql(
+                    &table,
+                    &key_expr(schema, "c."),
+                    column,
+                    to,
+                    to_column,
+                    &check.filter,
+                )
             }
             CheckKind::CustomSql { sql } => match custom_sql(session, sql).await {
                 Ok(s) => s,
@@ -286,7 +293,16 @@ pub async fn check_dataset(
     let mut baselines: BTreeMap<usize, BTreeMap<String, (i64, u64)>> = BTreeMap::new();
     for (i, check) in checks.iter().enumerate() {
         if let CheckKind::RowCountChangeMax { .. } = check.kind {
-            match baseline(lake, session, dataset, &check.name, info.version, &workspaces).await {
+            match baseline(
+                lake,
+                session,
+                dataset,
+                &check.name,
+                info.version,
+                &workspaces,
+            )
+            .await
+            {
                 Ok(b) => {
                     baselines.insert(i, b);
                 }
@@ -472,14 +488,19 @@ fn judge(
             if t.failing > 0 {
                 r.status = Status::Fail;
                 r.message = match &check.kind {
-                    CheckKind::NotNull { column } => format!("{} rows with null `{column}`", t.failing),
+                    CheckKind::NotNull { column } => {
+                        format!("{} rows with null `{column}`", t.failing)
+                    }
                     CheckKind::Unique { columns } => format!(
                         "{} rows share a ({}) with another row",
                         t.failing,
                         columns.join(", ")
                     ),
                     CheckKind::AcceptedValues { column, .. } => {
-                        format!("{} rows with `{column}` outside the accepted values", t.failing)
+                        format!(
+                            "{} rows with `{column}` outside the accepted values",
+                            t.failing
+                        )
                     }
                     CheckKind::Relationships {
                         column,
@@ -493,7 +514,10 @@ fn judge(
                         format!("{} rows with `{column}` out of range", t.failing)
                     }
                     CheckKind::Regex { column, pattern } => {
-                        format!("{} rows with `{column}` not matching /{pattern}/", t.failing)
+                        format!(
+                            "{} rows with `{column}` not matching /{pattern}/",
+                            t.failing
+                        )
                     }
                     CheckKind::Expression { expression } => {
                         format!("{} rows where `{expression}` is false", t.failing)
@@ -533,7 +557,11 @@ fn failure_predicate(check: &Check) -> Option<String> {
         }
         CheckKind::AcceptedValues { column, values } => format!(
             "{c} IS NOT NULL AND {c} NOT IN ({})",
-            values.iter().map(|v| v.sql()).collect::<Vec<_>>().join(", "),
+            values
+                .iter()
+                .map(|v| v.sql())
+                .collect::<Vec<_>>()
+                .join(", "),
             c = quote_ident(column)
         ),
         CheckKind::Range { column, min, max } => {
@@ -597,10 +625,7 @@ fn aggregate_sql(table: &str, checks: &[Check], which: &[usize]) -> String {
             select.push(format!("CAST(to_unixtime({max}) AS DOUBLE) AS __m{i}"));
         }
     }
-    format!(
-        "SELECT {} FROM {table} GROUP BY {ws}",
-        select.join(", ")
-    )
+    format!("SELECT {} FROM {table} GROUP BY {ws}", select.join(", "))
 }
 
 fn read_aggregate(
@@ -693,7 +718,11 @@ fn unique_sql(table: &str, key: &str, columns: &[String], filter: &Option<String
     };
     let dups = format!(
         "SELECT CAST({ws} AS VARCHAR) AS __ws, {group_key} AS __key, count(*) AS __n FROM {table} {where_} GROUP BY {ws}, {} HAVING count(*) > 1",
-        if cols.is_empty() { group_key.clone() } else { cols.join(", ") }
+        if cols.is_empty() {
+            group_key.clone()
+        } else {
+            cols.join(", ")
+        }
     );
     tally_sql(&dups, "sum(__n) OVER (PARTITION BY __ws)")
 }

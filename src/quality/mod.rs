@@ -61,7 +61,9 @@ pub enum QualityError {
 pub type Result<T, E = QualityError> = std::result::Result<T, E>;
 
 /// The datasets with declared checks, and their checks (validated).
-pub fn project_checks(project: &Project) -> Result<BTreeMap<DatasetRef, (DatasetSchema, Vec<Check>)>> {
+pub fn project_checks(
+    project: &Project,
+) -> Result<BTreeMap<DatasetRef, (DatasetSchema, Vec<Check>)>> {
     let mut out = BTreeMap::new();
     for (dataset, schema) in &project.schemas {
         let checks = checks_of(schema)?;
@@ -107,7 +109,11 @@ impl CheckRun {
 
 /// Evaluates the checks of the selected datasets and appends the results to
 /// `ops.quality_results` as one commit.
-pub async fn run_checks(lake: &Lake, project: &Project, options: &CheckOptions) -> Result<CheckRun> {
+pub async fn run_checks(
+    lake: &Lake,
+    project: &Project,
+    options: &CheckOptions,
+) -> Result<CheckRun> {
     let all = project_checks(project)?;
     let selected = select(&all, &options.select)?;
     let session = SqlSession::open(
@@ -282,7 +288,9 @@ fn results_batch(
         })
         .collect();
     let strs = |f: &dyn Fn(&CheckResult) -> Option<String>| -> ArrayRef {
-        Arc::new(StringArray::from(results.iter().map(|r| f(r)).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            results.iter().map(|r| f(r)).collect::<Vec<_>>(),
+        ))
     };
     let mut sample = ListBuilder::new(StringBuilder::new());
     for r in results {
@@ -292,12 +300,18 @@ fn results_batch(
         sample.append(true);
     }
     let columns: Vec<(&str, ArrayRef, bool)> = vec![
-        ("workspace_id", strs(&|r| Some(r.workspace_id.clone())), false),
+        (
+            "workspace_id",
+            strs(&|r| Some(r.workspace_id.clone())),
+            false,
+        ),
         ("run_id", strs(&|_| Some(run_id.to_string())), false),
         ("dataset", strs(&|r| Some(r.dataset.clone())), false),
         (
             "version",
-            Arc::new(Int64Array::from_iter_values(results.iter().map(|r| r.version))),
+            Arc::new(Int64Array::from_iter_values(
+                results.iter().map(|r| r.version),
+            )),
             false,
         ),
         ("check_name", strs(&|r| Some(r.check.clone())), false),
@@ -360,7 +374,9 @@ fn results_batch(
     let schema = arrow::datatypes::Schema::new(
         columns
             .iter()
-            .map(|(n, a, nullable)| arrow::datatypes::Field::new(*n, a.data_type().clone(), *nullable))
+            .map(|(n, a, nullable)| {
+                arrow::datatypes::Field::new(*n, a.data_type().clone(), *nullable)
+            })
             .collect::<Vec<_>>(),
     );
     Ok(RecordBatch::try_new(
@@ -382,7 +398,11 @@ pub struct QualityGate {
 }
 
 impl QualityGate {
-    pub async fn new(lake: &Lake, project: &Project, workspace: Option<&WorkspaceId>) -> Result<Self> {
+    pub async fn new(
+        lake: &Lake,
+        project: &Project,
+        workspace: Option<&WorkspaceId>,
+    ) -> Result<Self> {
         let checks = project_checks(project)?;
         let scope = match workspace {
             Some(w) => Scope::Workspace(w.clone()),
@@ -428,7 +448,11 @@ impl QualityGate {
                             "{} [{}] {}",
                             r.check,
                             r.workspace_id,
-                            if r.message.is_empty() { r.status.to_string() } else { r.message.clone() }
+                            if r.message.is_empty() {
+                                r.status.to_string()
+                            } else {
+                                r.message.clone()
+                            }
                         )
                     })
                     .collect();

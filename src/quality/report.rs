@@ -149,7 +149,10 @@ fn assemble(rows: Vec<Row>, lake: String, workspace: Option<String>) -> QualityR
         // Rows come ordered by time: the latest run is the last row's.
         let Some(last) = rs.last() else { continue };
         let latest: Vec<&&Row> = rs.iter().filter(|r| r.run_id == last.run_id).collect();
-        let mut run_times: Vec<(i64, &str)> = rs.iter().map(|r| (r.checked_at, r.run_id.as_str())).collect();
+        let mut run_times: Vec<(i64, &str)> = rs
+            .iter()
+            .map(|r| (r.checked_at, r.run_id.as_str()))
+            .collect();
         run_times.sort();
         run_times.dedup();
         let checks: Vec<CheckRow> = latest
@@ -250,7 +253,9 @@ fn read_rows(batches: &[RecordBatch]) -> Vec<Row> {
             match c {
                 Some(c) => {
                     let a = c.as_string::<i32>();
-                    (0..a.len()).map(|j| a.is_valid(j).then(|| a.value(j).to_string())).collect()
+                    (0..a.len())
+                        .map(|j| a.is_valid(j).then(|| a.value(j).to_string()))
+                        .collect()
                 }
                 None => vec![None; b.num_rows()],
             }
@@ -259,7 +264,9 @@ fn read_rows(batches: &[RecordBatch]) -> Vec<Row> {
             match arrow::compute::cast(b.column(i), &DataType::Int64) {
                 Ok(c) => {
                     let a = c.as_primitive::<Int64Type>();
-                    (0..a.len()).map(|j| a.is_valid(j).then(|| a.value(j))).collect()
+                    (0..a.len())
+                        .map(|j| a.is_valid(j).then(|| a.value(j)))
+                        .collect()
                 }
                 Err(_) => vec![None; b.num_rows()],
             }
@@ -267,13 +274,16 @@ fn read_rows(batches: &[RecordBatch]) -> Vec<Row> {
         let (ws, run, ds, ver, name, kind, col, sev, st) =
             (s(0), s(1), s(2), n(3), s(4), s(5), s(6), s(7), s(8));
         let (fail, total) = (n(9), n(10));
-        let observed: Vec<Option<f64>> = match arrow::compute::cast(b.column(11), &DataType::Float64) {
-            Ok(c) => {
-                let a = c.as_primitive::<Float64Type>();
-                (0..a.len()).map(|j| a.is_valid(j).then(|| a.value(j))).collect()
-            }
-            Err(_) => vec![None; b.num_rows()],
-        };
+        let observed: Vec<Option<f64>> =
+            match arrow::compute::cast(b.column(11), &DataType::Float64) {
+                Ok(c) => {
+                    let a = c.as_primitive::<Float64Type>();
+                    (0..a.len())
+                        .map(|j| a.is_valid(j).then(|| a.value(j)))
+                        .collect()
+                }
+                Err(_) => vec![None; b.num_rows()],
+            };
         let (threshold, message) = (s(12), s(13));
         let samples: Vec<Vec<String>> = {
             let col = b.column(14);
@@ -336,10 +346,12 @@ fn read_rows(batches: &[RecordBatch]) -> Vec<Row> {
 /// Renders the report.
 pub fn render(report: &QualityReport, format: ReportFormat) -> Result<String> {
     match format {
-        ReportFormat::Json => serde_json::to_string_pretty(report).map_err(|e| QualityError::Report {
-            path: "(json)".into(),
-            reason: e.to_string(),
-        }),
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(report).map_err(|e| QualityError::Report {
+                path: "(json)".into(),
+                reason: e.to_string(),
+            })
+        }
         ReportFormat::Junit => Ok(junit(report)),
         ReportFormat::Markdown => Ok(markdown(report)),
         ReportFormat::Html => html(report),
@@ -445,7 +457,12 @@ fn markdown(report: &QualityReport) -> String {
     let _ = writeln!(
         m,
         "# Data quality\n\n{} checks: {} passed, {} failed, {} errors (lake `{}`, generated {}).\n",
-        report.checks, report.passed, report.failed, report.errors, report.lake, report.generated_at
+        report.checks,
+        report.passed,
+        report.failed,
+        report.errors,
+        report.lake,
+        report.generated_at
     );
     for d in &report.datasets {
         let _ = writeln!(
@@ -453,7 +470,9 @@ fn markdown(report: &QualityReport) -> String {
             "## {} ({}): version {}, {} rows, checked {}\n",
             d.dataset, d.status, d.version, d.rows, d.checked_at
         );
-        m.push_str("| check | workspace | severity | status | failing rows | threshold | message |\n");
+        m.push_str(
+            "| check | workspace | severity | status | failing rows | threshold | message |\n",
+        );
         m.push_str("| --- | --- | --- | --- | ---: | --- | --- |\n");
         for c in &d.checks {
             let _ = writeln!(
@@ -462,7 +481,11 @@ fn markdown(report: &QualityReport) -> String {
                 md_cell(&c.check),
                 md_cell(&c.workspace_id),
                 c.severity,
-                if c.status == "pass" { "pass".to_string() } else { format!("**{}**", c.status) },
+                if c.status == "pass" {
+                    "pass".to_string()
+                } else {
+                    format!("**{}**", c.status)
+                },
                 c.failing_rows,
                 md_cell(&c.threshold),
                 md_cell(&c.message)
@@ -484,7 +507,11 @@ fn trend_svg(trend: &[(String, u64, String)]) -> String {
         trend.len()
     );
     for (i, (at, v, status)) in trend.iter().enumerate() {
-        let bh = if *v == 0 { 2.0 } else { 4.0 + (h - 4.0) * (*v as f64 / max) };
+        let bh = if *v == 0 {
+            2.0
+        } else {
+            4.0 + (h - 4.0) * (*v as f64 / max)
+        };
         let color = match status.as_str() {
             "pass" => "#2e7d32",
             "fail" => "#c62828",
@@ -508,11 +535,21 @@ fn trend_svg(trend: &[(String, u64, String)]) -> String {
 fn rows_svg(points: &[(String, u64)]) -> String {
     let (w, h) = (240.0, 48.0);
     let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
-    let step = if points.len() > 1 { w / (points.len() - 1) as f64 } else { 0.0 };
+    let step = if points.len() > 1 {
+        w / (points.len() - 1) as f64
+    } else {
+        0.0
+    };
     let coords: Vec<String> = points
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("{:.1},{:.1}", i as f64 * step, h - 4.0 - (h - 8.0) * p.1 as f64 / max))
+        .map(|(i, p)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                h - 4.0 - (h - 8.0) * p.1 as f64 / max
+            )
+        })
         .collect();
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"-2 0 {} {h}\" role=\"img\"><title>rows over the last {} runs</title>",
@@ -560,10 +597,12 @@ fn html(report: &QualityReport) -> Result<String> {
             }
         })
         .collect();
-    let template = env.get_template("report.html").map_err(|e| QualityError::Report {
-        path: "(template)".into(),
-        reason: e.to_string(),
-    })?;
+    let template = env
+        .get_template("report.html")
+        .map_err(|e| QualityError::Report {
+            path: "(template)".into(),
+            reason: e.to_string(),
+        })?;
     template
         .render(context! { r => Value::from(minijinja::value::Serde(report)), charts => charts })
         .map_err(|e| QualityError::Report {
@@ -591,7 +630,11 @@ mod tests {
             total_rows: 100 + at as u64,
             observed: None,
             threshold: "no nulls".into(),
-            message: if failing > 0 { format!("{failing} rows with null `id` <em>") } else { String::new() },
+            message: if failing > 0 {
+                format!("{failing} rows with null `id` <em>")
+            } else {
+                String::new()
+            },
             sample: vec!["d1".into(), "d<2>".into()],
             checked_at: at * 1_000_000,
         }
@@ -624,7 +667,10 @@ mod tests {
     fn junit_counts_and_escapes() {
         let x = render(&report(), ReportFormat::Junit).unwrap();
         assert!(x.contains("tests=\"2\" failures=\"1\" errors=\"0\""), "{x}");
-        assert!(x.contains("<failure type=\"critical\" message=\"3 rows with null `id` &lt;em&gt;\">"), "{x}");
+        assert!(
+            x.contains("<failure type=\"critical\" message=\"3 rows with null `id` &lt;em&gt;\">"),
+            "{x}"
+        );
         assert!(x.contains("name=\"unique(id) [acme]\"/>"), "{x}");
     }
 
@@ -634,7 +680,10 @@ mod tests {
         assert!(h.starts_with("<!doctype html>"), "{}", &h[..40]);
         assert!(h.contains("<svg"));
         assert!(h.contains("d&lt;2&gt;"), "samples are escaped");
-        assert!(!h.contains("<em>") && h.contains("&lt;em&gt;"), "messages are escaped");
+        assert!(
+            !h.contains("<em>") && h.contains("&lt;em&gt;"),
+            "messages are escaped"
+        );
         for banned in ["<script", "http://", "https://", "<link"] {
             let outside_svg_ns = h.replace("http://www.w3.org/2000/svg", "");
             assert!(!outside_svg_ns.contains(banned), "{banned} in the page");
@@ -644,6 +693,9 @@ mod tests {
     #[test]
     fn markdown_tables() {
         let m = render(&report(), ReportFormat::Markdown).unwrap();
-        assert!(m.contains("| not_null(id) | acme | critical | **fail** | 3 |"), "{m}");
+        assert!(
+            m.contains("| not_null(id) | acme | critical | **fail** | 3 |"),
+            "{m}"
+        );
     }
 }

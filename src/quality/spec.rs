@@ -84,7 +84,10 @@ pub enum CheckKind {
     /// No two rows share the (non-null) values of the columns.
     Unique { columns: Vec<String> },
     /// Non-null values are among `values`.
-    AcceptedValues { column: String, values: Vec<Literal> },
+    AcceptedValues {
+        column: String,
+        values: Vec<Literal>,
+    },
     /// Non-null values exist as `to_column` in the dataset `to` (same workspace).
     Relationships {
         column: String,
@@ -119,10 +122,7 @@ pub enum CheckKind {
     /// A query whose rows are the failures (a `workspace_id` column attributes them).
     CustomSql { sql: String },
     /// Rows whose raw stage did not map to a normalized stage.
-    UnmappedStages {
-        column: String,
-        raw_column: String,
-    },
+    UnmappedStages { column: String, raw_column: String },
 }
 
 /// A literal value in a check (`values`, `min`, `max`).
@@ -242,7 +242,11 @@ impl Check {
                 max_drop,
                 max_growth,
             } => match max_growth {
-                Some(g) => format!("drop <= {}%, growth <= {}%", fmt_pct(*max_drop), fmt_pct(*g)),
+                Some(g) => format!(
+                    "drop <= {}%, growth <= {}%",
+                    fmt_pct(*max_drop),
+                    fmt_pct(*g)
+                ),
                 None => format!("drop <= {}%", fmt_pct(*max_drop)),
             },
             CheckKind::Freshness { max_age, .. } => format!("age <= {max_age}"),
@@ -378,16 +382,23 @@ fn parse_check(
         Ok(c)
     };
     let fraction = |v: Option<f64>, key: &str, default: Option<f64>| -> Result<f64, ProjectError> {
-        let v = v
-            .or(default)
-            .ok_or_else(|| err(format!("`{}` needs `{key}` (a fraction, 0.05 = 5 %)", raw.check)))?;
+        let v = v.or(default).ok_or_else(|| {
+            err(format!(
+                "`{}` needs `{key}` (a fraction, 0.05 = 5 %)",
+                raw.check
+            ))
+        })?;
         if !(0.0..=1.0e6).contains(&v) || v.is_nan() {
             return Err(err(format!("`{key}` = {v} is not a fraction >= 0")));
         }
         Ok(v)
     };
     let literal = |v: &toml::Value, key: &str| {
-        Literal::from_toml(v).ok_or_else(|| err(format!("`{key}` holds {v}, not a number, string, boolean or date")))
+        Literal::from_toml(v).ok_or_else(|| {
+            err(format!(
+                "`{key}` holds {v}, not a number, string, boolean or date"
+            ))
+        })
     };
     let kind = match raw.check.as_str() {
         "not_empty" => CheckKind::NotEmpty {
@@ -403,7 +414,9 @@ fn parse_check(
                 _ => return Err(err("`unique` needs `columns` (or `column`)".into())),
             };
             if let Some(c) = columns.iter().find(|c| !has_column(c)) {
-                return Err(err(format!("column `{c}` is not among the dataset's columns")));
+                return Err(err(format!(
+                    "column `{c}` is not among the dataset's columns"
+                )));
             }
             CheckKind::Unique { columns }
         }
@@ -453,7 +466,9 @@ fn parse_check(
                 .clone()
                 .ok_or_else(|| err("`regex` needs a `pattern`".into()))?;
             if let Err(e) = regex_syntax_ok(&pattern) {
-                return Err(err(format!("`pattern` is not a valid regular expression: {e}")));
+                return Err(err(format!(
+                    "`pattern` is not a valid regular expression: {e}"
+                )));
             }
             CheckKind::Regex {
                 column: column(&raw.column)?,
@@ -465,7 +480,12 @@ fn parse_check(
                 .expression
                 .clone()
                 .or_else(|| raw.sql.clone())
-                .ok_or_else(|| err("`expression` needs an `expression` (a SQL predicate that must hold)".into()))?,
+                .ok_or_else(|| {
+                    err(
+                        "`expression` needs an `expression` (a SQL predicate that must hold)"
+                            .into(),
+                    )
+                })?,
         },
         "null_rate_max" => CheckKind::NullRateMax {
             column: column(&raw.column)?,
@@ -479,10 +499,9 @@ fn parse_check(
                 .transpose()?,
         },
         "freshness" => {
-            let max_age = raw
-                .max_age
-                .clone()
-                .ok_or_else(|| err("`freshness` needs `max_age` (e.g. \"36h\", \"2d\", \"90m\")".into()))?;
+            let max_age = raw.max_age.clone().ok_or_else(|| {
+                err("`freshness` needs `max_age` (e.g. \"36h\", \"2d\", \"90m\")".into())
+            })?;
             let max_age_secs = parse_duration(&max_age).map_err(err)?;
             let column = match &raw.column {
                 Some(_) => Some(column(&raw.column)?),
@@ -495,17 +514,18 @@ fn parse_check(
             }
         }
         "custom_sql" => CheckKind::CustomSql {
-            sql: raw
-                .sql
-                .clone()
-                .ok_or_else(|| err("`custom_sql` needs `sql` (a query whose rows are the failures)".into()))?,
+            sql: raw.sql.clone().ok_or_else(|| {
+                err("`custom_sql` needs `sql` (a query whose rows are the failures)".into())
+            })?,
         },
         "unmapped_stages" => {
             let column = raw.column.clone().unwrap_or_else(|| "stage".into());
             let raw_column = raw.raw_column.clone().unwrap_or_else(|| "stage_raw".into());
             for c in [&column, &raw_column] {
                 if !has_column(c) {
-                    return Err(err(format!("column `{c}` is not among the dataset's columns")));
+                    return Err(err(format!(
+                        "column `{c}` is not among the dataset's columns"
+                    )));
                 }
             }
             CheckKind::UnmappedStages { column, raw_column }
@@ -678,13 +698,34 @@ check = "row_count_change_max"
     fn bad_declarations_name_file_check_and_problem() {
         let cases = [
             ("check = \"nope\"", "unknown check kind"),
-            ("check = \"not_null\"\ncolumn = \"missing\"", "column `missing`"),
-            ("check = \"range\"\ncolumn = \"amount\"", "needs `min`, `max`"),
-            ("check = \"freshness\"\nmax_age = \"3 fortnights\"", "unknown unit"),
-            ("check = \"regex\"\ncolumn = \"id\"\npattern = \"(a\"", "unbalanced"),
-            ("check = \"not_null\"\ncolumn = \"id\"\nseverity = \"urgent\"", "unknown severity"),
-            ("check = \"not_null\"\ncolumn = \"id\"\ncolour = 1", "unknown field"),
-            ("check = \"relationships\"\ncolumn = \"id\"\nto = \"accounts\"", "layer.table"),
+            (
+                "check = \"not_null\"\ncolumn = \"missing\"",
+                "column `missing`",
+            ),
+            (
+                "check = \"range\"\ncolumn = \"amount\"",
+                "needs `min`, `max`",
+            ),
+            (
+                "check = \"freshness\"\nmax_age = \"3 fortnights\"",
+                "unknown unit",
+            ),
+            (
+                "check = \"regex\"\ncolumn = \"id\"\npattern = \"(a\"",
+                "unbalanced",
+            ),
+            (
+                "check = \"not_null\"\ncolumn = \"id\"\nseverity = \"urgent\"",
+                "unknown severity",
+            ),
+            (
+                "check = \"not_null\"\ncolumn = \"id\"\ncolour = 1",
+                "unknown field",
+            ),
+            (
+                "check = \"relationships\"\ncolumn = \"id\"\nto = \"accounts\"",
+                "layer.table",
+            ),
         ];
         for (body, expected) in cases {
             let s = schema(&format!("[[checks]]\n{body}\n"));

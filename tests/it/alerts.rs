@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use revlake::alerts::{Alert, AlertsConfig, ChannelConfig, SmtpTls, deliver, deliver_and_record, sign};
+use revlake::alerts::{
+    Alert, AlertsConfig, ChannelConfig, SmtpTls, deliver, deliver_and_record, sign,
+};
 use revlake::quality::Severity;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -37,7 +39,10 @@ fn env(value: &str) -> String {
 
 fn config(channels: Vec<(&str, ChannelConfig)>) -> AlertsConfig {
     AlertsConfig {
-        channels: channels.into_iter().map(|(n, c)| (n.to_string(), c)).collect(),
+        channels: channels
+            .into_iter()
+            .map(|(n, c)| (n.to_string(), c))
+            .collect(),
         routes: Vec::new(),
         max_attempts: Some(3),
         min_backoff_ms: Some(10),
@@ -60,7 +65,11 @@ async fn slack_gets_a_block_kit_message_and_waits_out_a_429() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/services/T000/B000/XXXX"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1").set_body_string("rate_limited"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_string("rate_limited"),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -70,11 +79,23 @@ async fn slack_gets_a_block_kit_message_and_waits_out_a_429() {
         .mount(&server)
         .await;
     let url = env(&format!("{}/services/T000/B000/XXXX", server.uri()));
-    let c = config(vec![("dq", ChannelConfig::Slack { webhook_url_env: url })]);
+    let c = config(vec![(
+        "dq",
+        ChannelConfig::Slack {
+            webhook_url_env: url,
+        },
+    )]);
     let started = std::time::Instant::now();
     let d = deliver(&c, &[alert(Severity::High)]).await;
-    assert_eq!((d.len(), d[0].status, d[0].attempts), (1, "sent", 2), "{d:?}");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After honoured");
+    assert_eq!(
+        (d.len(), d[0].status, d[0].attempts),
+        (1, "sent", 2),
+        "{d:?}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     let b = &bodies(&server).await[1];
     assert_eq!(b["text"], "[HIGH] staging.deals: 2 checks failed");
     let blocks = b["blocks"].as_array().unwrap();
@@ -83,8 +104,18 @@ async fn slack_gets_a_block_kit_message_and_waits_out_a_429() {
     assert_eq!(blocks[0]["text"]["text"], "staging.deals: 2 checks failed");
     assert_eq!(blocks[1]["type"], "section");
     assert_eq!(blocks[1]["text"]["type"], "mrkdwn");
-    assert!(blocks[1]["text"]["text"].as_str().unwrap().contains("unique(id)"));
-    let fields: Vec<&str> = blocks[2]["fields"].as_array().unwrap().iter().map(|f| f["text"].as_str().unwrap()).collect();
+    assert!(
+        blocks[1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("unique(id)")
+    );
+    let fields: Vec<&str> = blocks[2]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["text"].as_str().unwrap())
+        .collect();
     assert!(fields.contains(&"*Workspace*\nacme"), "{fields:?}");
     assert!(fields.contains(&"*Dataset*\n`staging.deals`"), "{fields:?}");
     assert_eq!(blocks[3]["type"], "context");
@@ -110,8 +141,18 @@ async fn webhooks_are_signed_over_timestamp_and_body() {
     assert_eq!(d[0].status, "sent", "{d:?}");
     let requests = server.received_requests().await.unwrap();
     let r = &requests[0];
-    let ts = r.headers.get("x-revlake-timestamp").unwrap().to_str().unwrap();
-    let signature = r.headers.get("x-revlake-signature").unwrap().to_str().unwrap();
+    let ts = r
+        .headers
+        .get("x-revlake-timestamp")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let signature = r
+        .headers
+        .get("x-revlake-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(signature, format!("v1={}", sign(secret, ts, &r.body)));
     assert_ne!(signature, format!("v1={}", sign("wrong", ts, &r.body)));
     let age = chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap();
@@ -153,7 +194,10 @@ async fn pagerduty_gets_an_events_v2_trigger_and_a_400_is_not_retried() {
     assert_eq!(b["payload"]["source"], "revlake");
     assert_eq!(b["payload"]["component"], "staging.deals");
     assert_eq!(b["payload"]["group"], "acme");
-    assert_eq!(b["payload"]["summary"], "[acme] staging.deals: 2 checks failed");
+    assert_eq!(
+        b["payload"]["summary"],
+        "[acme] staging.deals: 2 checks failed"
+    );
     chrono::DateTime::parse_from_rfc3339(b["payload"]["timestamp"].as_str().unwrap()).unwrap();
 
     let refusing = MockServer::start().await;
@@ -173,7 +217,10 @@ async fn pagerduty_gets_an_events_v2_trigger_and_a_400_is_not_retried() {
     let d = deliver(&c, &[alert(Severity::Critical)]).await;
     assert_eq!((d[0].status, d[0].attempts), ("failed", 1), "{d:?}");
     assert!(d[0].error.as_deref().unwrap().contains("400"), "{d:?}");
-    assert!(d[0].error.as_deref().unwrap().contains("routing_key"), "{d:?}");
+    assert!(
+        d[0].error.as_deref().unwrap().contains("routing_key"),
+        "{d:?}"
+    );
 }
 
 /// A minimal SMTP server: accepts one session and keeps the envelope and message.
@@ -188,7 +235,10 @@ async fn smtp_server() -> (u16, Arc<Mutex<Vec<String>>>) {
             tokio::spawn(async move {
                 let (read, mut write) = socket.into_split();
                 let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 mock.local ESMTP ready\r\n").await.unwrap();
+                write
+                    .write_all(b"220 mock.local ESMTP ready\r\n")
+                    .await
+                    .unwrap();
                 let mut in_data = false;
                 while let Ok(Some(line)) = lines.next_line().await {
                     keep.lock().unwrap().push(line.clone());
@@ -242,7 +292,10 @@ async fn email_goes_through_smtp_with_envelope_subject_and_body() {
     assert!(log.contains("MAIL FROM:<revlake@example.com>"), "{log}");
     assert!(log.contains("RCPT TO:<revops@example.com>"), "{log}");
     assert!(log.contains("RCPT TO:<data@example.com>"), "{log}");
-    assert!(log.contains("Subject: [revlake][MEDIUM] staging.deals: 2 checks failed"), "{log}");
+    assert!(
+        log.contains("Subject: [revlake][MEDIUM] staging.deals: 2 checks failed"),
+        "{log}"
+    );
     assert!(log.contains("unique(id) [critical] fail"), "{log}");
 }
 
@@ -255,18 +308,40 @@ async fn undeliverable_alerts_are_retried_then_recorded_never_raised() {
         .await;
     let lake = memory_lake().await;
     let c = config(vec![
-        ("hook", ChannelConfig::Webhook { url: format!("{}/x", server.uri()), secret_env: None }),
+        (
+            "hook",
+            ChannelConfig::Webhook {
+                url: format!("{}/x", server.uri()),
+                secret_env: None,
+            },
+        ),
         // A missing secret fails at once, naming the variable.
-        ("dq", ChannelConfig::Slack { webhook_url_env: "REVLAKE_TEST_UNSET_SLACK_URL".into() }),
+        (
+            "dq",
+            ChannelConfig::Slack {
+                webhook_url_env: "REVLAKE_TEST_UNSET_SLACK_URL".into(),
+            },
+        ),
     ]);
     let d = deliver_and_record(&lake, &c, &[alert(Severity::High)]).await;
-    let by: std::collections::BTreeMap<&str, _> = d.iter().map(|x| (x.channel.as_str(), x)).collect();
+    let by: std::collections::BTreeMap<&str, _> =
+        d.iter().map(|x| (x.channel.as_str(), x)).collect();
     assert_eq!((by["hook"].status, by["hook"].attempts), ("failed", 3));
     assert!(by["hook"].error.as_deref().unwrap().contains("503"));
     assert_eq!((by["dq"].status, by["dq"].attempts), ("failed", 1));
-    assert!(by["dq"].error.as_deref().unwrap().contains("REVLAKE_TEST_UNSET_SLACK_URL"));
+    assert!(
+        by["dq"]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("REVLAKE_TEST_UNSET_SLACK_URL")
+    );
     assert_eq!(
-        query(&lake, "SELECT channel, kind, status, attempts FROM ops.alert_deliveries").await,
+        query(
+            &lake,
+            "SELECT channel, kind, status, attempts FROM ops.alert_deliveries"
+        )
+        .await,
         ["dq,slack,failed,1", "hook,webhook,failed,3"]
     );
 }
@@ -296,7 +371,9 @@ channels = ["oncall"]
         "[[alerts.routes]]\nseverity = [\"high\"]\nchannels = [\"slack\"]\n",
     )
     .unwrap();
-    let e = revlake::project::Project::load(dir.path()).unwrap_err().to_string();
+    let e = revlake::project::Project::load(dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("default.toml") && e.contains("\"slack\""), "{e}");
 }
 
@@ -309,9 +386,21 @@ async fn a_check_run_raises_one_alert_per_failing_dataset_and_workspace() {
     let alerts = revlake::alerts::quality_alerts(&run);
     assert_eq!(alerts.len(), 1, "only the bad workspace fails: {alerts:?}");
     let a = &alerts[0];
-    assert_eq!((a.workspace_id.as_str(), a.severity), ("bad", Severity::Critical));
-    assert_eq!(a.title, "staging.deals: 12 checks failed (critical: what reads it was not built)");
-    assert!(a.body.contains("- unique(id) [critical] fail: 2 rows share a (id) with another row (e.g. b9)"), "{}", a.body);
+    assert_eq!(
+        (a.workspace_id.as_str(), a.severity),
+        ("bad", Severity::Critical)
+    );
+    assert_eq!(
+        a.title,
+        "staging.deals: 12 checks failed (critical: what reads it was not built)"
+    );
+    assert!(
+        a.body.contains(
+            "- unique(id) [critical] fail: 2 rows share a (id) with another row (e.g. b9)"
+        ),
+        "{}",
+        a.body
+    );
     assert_eq!(a.details["checks"].as_array().unwrap().len(), 12);
     // The same failures give the same id: PagerDuty keeps one incident across runs.
     let again = revlake::quality::run_checks(&lake, &project, &Default::default())

@@ -140,7 +140,8 @@ type Deal = (
 );
 
 fn deals_sql(rows: &[Deal]) -> String {
-    let text = |v: Option<&str>| v.map_or("CAST(NULL AS VARCHAR)".to_string(), |s| format!("'{s}'"));
+    let text =
+        |v: Option<&str>| v.map_or("CAST(NULL AS VARCHAR)".to_string(), |s| format!("'{s}'"));
     let values: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -151,7 +152,9 @@ fn deals_sql(rows: &[Deal]) -> String {
                 text(r.2),
                 text(r.3),
                 text(Some(r.4)),
-                r.5.map_or("CAST(NULL AS DOUBLE)".to_string(), |a| format!("CAST({a} AS DOUBLE)")),
+                r.5.map_or("CAST(NULL AS DOUBLE)".to_string(), |a| format!(
+                    "CAST({a} AS DOUBLE)"
+                )),
                 text(r.6),
                 r.7,
                 r.8.map_or("CAST(NULL AS TIMESTAMP)".to_string(), |d| {
@@ -193,24 +196,134 @@ fn good_rows() -> Vec<Deal> {
 fn bad_rows() -> Vec<Deal> {
     vec![
         // not_null(account_id): b1, b2; null emails: b1, b2, b4 (30 % > 25 %).
-        ("bad", "b1", None, Some("lead"), "Lead", Some(10.0), None, 100, None),
-        ("bad", "b2", None, Some("lead"), "Lead", Some(10.0), None, 100, None),
+        (
+            "bad",
+            "b1",
+            None,
+            Some("lead"),
+            "Lead",
+            Some(10.0),
+            None,
+            100,
+            None,
+        ),
+        (
+            "bad",
+            "b2",
+            None,
+            Some("lead"),
+            "Lead",
+            Some(10.0),
+            None,
+            100,
+            None,
+        ),
         // closed before created: b3.
-        ("bad", "b3", Some("a1"), Some("closed_lost"), "Lost", Some(10.0), Some("x@y.z"), 100, Some(-3)),
+        (
+            "bad",
+            "b3",
+            Some("a1"),
+            Some("closed_lost"),
+            "Lost",
+            Some(10.0),
+            Some("x@y.z"),
+            100,
+            Some(-3),
+        ),
         // a stage outside the accepted values: b4.
-        ("bad", "b4", Some("a1"), Some("won?"), "Won?", Some(10.0), None, 100, None),
+        (
+            "bad",
+            "b4",
+            Some("a1"),
+            Some("won?"),
+            "Won?",
+            Some(10.0),
+            None,
+            100,
+            None,
+        ),
         // an unmapped raw stage: b5.
-        ("bad", "b5", Some("a1"), None, "Weird", Some(10.0), Some("x@y.z"), 100, None),
+        (
+            "bad",
+            "b5",
+            Some("a1"),
+            None,
+            "Weird",
+            Some(10.0),
+            Some("x@y.z"),
+            100,
+            None,
+        ),
         // accounts that do not exist: b6, b7.
-        ("bad", "b6", Some("a-missing"), Some("lead"), "Lead", Some(10.0), Some("x@y.z"), 100, None),
-        ("bad", "b7", Some("a-gone"), Some("lead"), "Lead", Some(10.0), Some("x@y.z"), 100, None),
+        (
+            "bad",
+            "b6",
+            Some("a-missing"),
+            Some("lead"),
+            "Lead",
+            Some(10.0),
+            Some("x@y.z"),
+            100,
+            None,
+        ),
+        (
+            "bad",
+            "b7",
+            Some("a-gone"),
+            Some("lead"),
+            "Lead",
+            Some(10.0),
+            Some("x@y.z"),
+            100,
+            None,
+        ),
         // a negative amount: b8.
-        ("bad", "b8", Some("a1"), Some("lead"), "Lead", Some(-5.0), Some("x@y.z"), 100, None),
+        (
+            "bad",
+            "b8",
+            Some("a1"),
+            Some("lead"),
+            "Lead",
+            Some(-5.0),
+            Some("x@y.z"),
+            100,
+            None,
+        ),
         // a duplicated id with a malformed email: two rows.
-        ("bad", "b9", Some("a1"), Some("lead"), "Lead", Some(10.0), Some("not-an-email"), 100, None),
-        ("bad", "b9", Some("a1"), Some("lead"), "Lead", Some(10.0), Some("not-an-email"), 100, None),
+        (
+            "bad",
+            "b9",
+            Some("a1"),
+            Some("lead"),
+            "Lead",
+            Some(10.0),
+            Some("not-an-email"),
+            100,
+            None,
+        ),
+        (
+            "bad",
+            "b9",
+            Some("a1"),
+            Some("lead"),
+            "Lead",
+            Some(10.0),
+            Some("not-an-email"),
+            100,
+            None,
+        ),
         // a won deal without an amount: b10 (eleventh row).
-        ("bad", "b10", Some("a2"), Some("closed_won"), "Won", None, Some("x@y.z"), 100, Some(5)),
+        (
+            "bad",
+            "b10",
+            Some("a2"),
+            Some("closed_won"),
+            "Won",
+            None,
+            Some("x@y.z"),
+            100,
+            Some(5),
+        ),
     ]
 }
 
@@ -237,7 +350,10 @@ pub(crate) async fn project_and_lake() -> (tempfile::TempDir, Project, Lake) {
     (dir, project, lake)
 }
 
-fn by_check<'a>(results: impl Iterator<Item = &'a CheckResult>, ws: &str) -> BTreeMap<String, CheckResult> {
+fn by_check<'a>(
+    results: impl Iterator<Item = &'a CheckResult>,
+    ws: &str,
+) -> BTreeMap<String, CheckResult> {
     results
         .filter(|r| r.workspace_id == ws)
         .map(|r| (r.check.clone(), r.clone()))
@@ -291,10 +407,17 @@ async fn every_kind_passes_on_clean_rows_and_counts_the_failing_ones() {
     }
     assert_eq!(bad["not_empty"].status, Status::Pass);
     assert_eq!(bad["unique(id)"].sample, ["b9"]);
-    assert_eq!(bad["relationships(account_id->staging.accounts)"].sample, ["b6", "b7"]);
+    assert_eq!(
+        bad["relationships(account_id->staging.accounts)"].sample,
+        ["b6", "b7"]
+    );
     assert_eq!(bad["not_null(account_id)"].sample, ["b1", "b2"]);
     assert_eq!(bad["row_count_change_max"].observed, Some(-0.5));
-    assert!(bad["null_rate_max(email)"].message.contains("3 of 11 rows are null"));
+    assert!(
+        bad["null_rate_max(email)"]
+            .message
+            .contains("3 of 11 rows are null")
+    );
     assert!(bad["freshness(created_at)"].message.contains("limit 30d"));
 
     // One commit of every result, per workspace.
@@ -307,7 +430,10 @@ async fn every_kind_passes_on_clean_rows_and_counts_the_failing_ones() {
     )
     .await;
     let bad_total: u64 = expected.iter().map(|e| e.1).sum();
-    assert_eq!(recorded, [format!("bad,13,{bad_total}"), "good,13,0".to_string()]);
+    assert_eq!(
+        recorded,
+        [format!("bad,13,{bad_total}"), "good,13,0".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -339,7 +465,10 @@ async fn a_workspace_without_rows_fails_not_empty_and_selections_are_checked() {
     .await
     .unwrap_err()
     .to_string();
-    assert!(e.contains("staging.nope") && e.contains("staging.deals"), "{e}");
+    assert!(
+        e.contains("staging.nope") && e.contains("staging.deals"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -365,7 +494,11 @@ async fn a_check_that_cannot_run_is_an_error_and_the_others_still_run() {
         .unwrap();
     let r = by_check(run.results(), "w");
     assert_eq!(r["bad_sql"].status, Status::Error);
-    assert!(r["bad_sql"].message.contains("no_such_column"), "{:?}", r["bad_sql"]);
+    assert!(
+        r["bad_sql"].message.contains("no_such_column"),
+        "{:?}",
+        r["bad_sql"]
+    );
     assert_eq!(r["not_null(id)"].status, Status::Fail);
     assert_eq!(r["not_null(id)"].failing_rows, 1);
 }
@@ -414,12 +547,36 @@ type = "string"
 async fn a_critical_failure_blocks_only_the_models_downstream() {
     let dir = tempfile::tempdir().unwrap();
     // raw.src -> staging.a (critical unique fails) -> staging.b ; raw.src -> staging.c
-    write(dir.path(), "schemas/staging.a.toml", &format!("{PLAIN}\n[[checks]]\ncheck = \"unique\"\ncolumn = \"id\"\nseverity = \"critical\"\n"));
+    write(
+        dir.path(),
+        "schemas/staging.a.toml",
+        &format!(
+            "{PLAIN}\n[[checks]]\ncheck = \"unique\"\ncolumn = \"id\"\nseverity = \"critical\"\n"
+        ),
+    );
     write(dir.path(), "schemas/staging.b.toml", PLAIN);
-    write(dir.path(), "schemas/staging.c.toml", &format!("{PLAIN}\n[[checks]]\ncheck = \"not_null\"\ncolumn = \"id\"\nseverity = \"high\"\n"));
-    write(dir.path(), "transforms/staging/a.sql", "SELECT workspace_id, id FROM raw.src");
-    write(dir.path(), "transforms/staging/b.sql", "SELECT workspace_id, id FROM staging.a");
-    write(dir.path(), "transforms/staging/c.sql", "SELECT workspace_id, CAST(NULL AS VARCHAR) AS id FROM raw.src");
+    write(
+        dir.path(),
+        "schemas/staging.c.toml",
+        &format!(
+            "{PLAIN}\n[[checks]]\ncheck = \"not_null\"\ncolumn = \"id\"\nseverity = \"high\"\n"
+        ),
+    );
+    write(
+        dir.path(),
+        "transforms/staging/a.sql",
+        "SELECT workspace_id, id FROM raw.src",
+    );
+    write(
+        dir.path(),
+        "transforms/staging/b.sql",
+        "SELECT workspace_id, id FROM staging.a",
+    );
+    write(
+        dir.path(),
+        "transforms/staging/c.sql",
+        "SELECT workspace_id, CAST(NULL AS VARCHAR) AS id FROM raw.src",
+    );
     let project = Project::load(dir.path()).unwrap();
     let lake = memory_lake().await;
     put(
@@ -475,7 +632,13 @@ async fn a_critical_failure_blocks_only_the_models_downstream() {
     );
 
     // A critical check on the raw input blocks every model reading it, before they run.
-    write(dir.path(), "schemas/raw.src.toml", &format!("{PLAIN}\n[[checks]]\ncheck = \"unique\"\ncolumn = \"id\"\nseverity = \"critical\"\n"));
+    write(
+        dir.path(),
+        "schemas/raw.src.toml",
+        &format!(
+            "{PLAIN}\n[[checks]]\ncheck = \"unique\"\ncolumn = \"id\"\nseverity = \"critical\"\n"
+        ),
+    );
     let project = Project::load(dir.path()).unwrap();
     let gate = Arc::new(QualityGate::new(&lake, &project, None).await.unwrap());
     let options = RunOptions {
@@ -511,11 +674,20 @@ async fn the_reports_render_and_the_html_one_in_headless_chromium() {
     let built = report::build(&lake, None).await.unwrap();
     assert_eq!(built.runs, 2);
     assert_eq!(built.datasets.len(), 1, "only staging.deals has checks");
-    let deals = &built.datasets.iter().find(|d| d.dataset == "staging.deals").unwrap();
+    let deals = &built
+        .datasets
+        .iter()
+        .find(|d| d.dataset == "staging.deals")
+        .unwrap();
     assert_eq!(deals.status, "fail");
     assert_eq!(deals.row_counts.len(), 2);
     let junit = report::render(&built, ReportFormat::Junit).unwrap();
-    assert!(junit.contains("<testsuite name=\"staging.deals\" tests=\"26\" failures=\"12\" errors=\"0\""), "{junit}");
+    assert!(
+        junit.contains(
+            "<testsuite name=\"staging.deals\" tests=\"26\" failures=\"12\" errors=\"0\""
+        ),
+        "{junit}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&report::render(&built, ReportFormat::Json).unwrap()).unwrap();
     assert_eq!(json["failed"], 12);
@@ -553,7 +725,10 @@ async fn the_reports_render_and_the_html_one_in_headless_chromium() {
     let shot = dir.path().join("quality.png");
     let out = std::process::Command::new(chromium)
         .args(base)
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
         .arg(format!("--screenshot={}", shot.display()))
         .arg("--window-size=1280,2000")
         .arg(&url)
@@ -562,7 +737,11 @@ async fn the_reports_render_and_the_html_one_in_headless_chromium() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chromium failed: {stderr}");
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     for line in stderr.lines() {
         assert!(
             !(line.contains("CONSOLE") && (line.contains("error") || line.contains("Uncaught"))),
@@ -571,13 +750,21 @@ async fn the_reports_render_and_the_html_one_in_headless_chromium() {
     }
     let dom = std::process::Command::new(chromium)
         .args(base)
-        .arg(format!("--user-data-dir={}", dir.path().join("profile2").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile2").display()
+        ))
         .arg("--dump-dom")
         .arg(&url)
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    for id in ["id=\"staging.deals\"", "id=\"summary\"", "class=\"checks\"", "<svg"] {
+    for id in [
+        "id=\"staging.deals\"",
+        "id=\"summary\"",
+        "class=\"checks\"",
+        "<svg",
+    ] {
         assert!(dom.contains(id), "{id} missing from the rendered DOM");
     }
 }
@@ -588,9 +775,10 @@ async fn a_stage_checks_only_what_it_wrote() {
     let accounts: revlake::lake::DatasetRef = "staging.accounts".parse().unwrap();
     let deals: revlake::lake::DatasetRef = "staging.deals".parse().unwrap();
     // staging.accounts declares no checks: nothing runs, nothing is recorded.
-    let none = revlake::quality::check_written(&lake, &project, &[accounts.clone()], None)
-        .await
-        .unwrap();
+    let none =
+        revlake::quality::check_written(&lake, &project, std::slice::from_ref(&accounts), None)
+            .await
+            .unwrap();
     assert!(none.is_none());
     let run = revlake::quality::check_written(&lake, &project, &[accounts, deals], None)
         .await

@@ -1,4 +1,5 @@
-//! What a file is: its format (from the extension), its text encoding (BOM, NUL bytes, UTF-8
+//! What a file is: its format (from the extension inside any `.gz`, else the magic bytes), its
+//! compression (gzip, decompressed as it is read), its text encoding (BOM, NUL bytes, UTF-8
 //! validity) and, for delimited text, its delimiter (sniffed from the first records).
 
 use std::borrow::Cow;
@@ -29,22 +30,36 @@ pub enum FileFormat {
     Ndjson,
     /// An Excel workbook: the first sheet, or the one named with `--sheet`.
     Xlsx,
+    /// Apache Parquet (a warehouse unload): columns keep their types; nested columns land as
+    /// JSON text.
+    Parquet,
 }
 
 impl FileFormat {
     /// The format an extension stands for: `.csv` `.txt`, `.tsv` `.tab`, `.json`, `.ndjson`
-    /// `.jsonl`, `.xlsx` `.xlsm`.
+    /// `.jsonl`, `.xlsx` `.xlsm`, `.parquet` `.parq`; a gzipped text file by the extension
+    /// before its `.gz` (`events.ndjson.gz`).
     pub fn from_path(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let ext = |p: &Path| {
+            p.extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        let mut ext = ext(path);
+        if ext == "gz" || ext == "gzip" {
+            let inner = ext_inside_gz(path);
+            ext = match inner.as_str() {
+                "xlsx" | "xlsm" | "" => format!("{inner}.gz"),
+                _ => inner,
+            };
+        }
         match ext.as_str() {
             "csv" | "txt" => Ok(FileFormat::Csv),
             "tsv" | "tab" => Ok(FileFormat::Tsv),
             "json" => Ok(FileFormat::Json),
             "ndjson" | "jsonl" => Ok(FileFormat::Ndjson),
             "xlsx" | "xlsm" => Ok(FileFormat::Xlsx),
+            "parquet" | "parq" | "pqt" => Ok(FileFormat::Parquet),
             _ => Err(FileError::UnknownFormat {
                 path: path.to_path_buf(),
                 extension: ext,
@@ -59,12 +74,155 @@ impl FileFormat {
             FileFormat::Json => "json",
             FileFormat::Ndjson => "ndjson",
             FileFormat::Xlsx => "xlsx",
+            FileFormat::Parquet => "parquet",
         }
     }
 
     /// Whether the format is text (an encoding applies).
     pub fn is_text(self) -> bool {
-        self != FileFormat::Xlsx
+        !matches!(self, FileFormat::Xlsx | FileFormat::Parquet)
+    }
+}
+
+/// The extension before a `.gz` suffix (`json` of `events.json.gz`), lowercased.
+fn ext_inside_gz(path: &Path) -> String {
+    path.file_stem()
+        .map(Path::new)
+        .and_then(Path::extension)
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// The first bytes of a Parquet file (and its last four).
+const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+/// The first two bytes of a gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The first `n` bytes of a file as stored (not decompressed).
+fn head(path: &Path, n: usize) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
+    let mut buf = Vec::with_capacity(n);
+    file.take(n as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| FileError::io(path, e))?;
+    Ok(buf)
+}
+
+/// Whether the file is gzip-compressed (by its magic bytes, whatever its name).
+pub(crate) fn is_gzip(path: &Path) -> Result<bool> {
+    Ok(head(path, 2)? == GZIP_MAGIC)
+}
+
+/// The format of the file at `local`, named `name` (a URL's file name, or the path itself):
+/// the extension (inside a `.gz`), else the magic bytes (`PAR1`: Parquet; gzip: the name's
+/// inner extension). A `.json` file whose first lines are each one JSON object is NDJSON
+/// (Amplitude names its gzipped NDJSON `*.json.gz`).
+pub fn file_format(name: &Path, local: &Path) -> Result<FileFormat> {
+    let format = match FileFormat::from_path(name) {
+        Ok(f) => f,
+        Err(unknown) => {
+            if head(local, 4)?.as_slice() == PARQUET_MAGIC {
+                return Ok(FileFormat::Parquet);
+            }
+            return Err(unknown);
+        }
+    };
+    if format == FileFormat::Json {
+        let (sample, truncated) = sample(local)?;
+        let text = decode_sample(&sample, detect_encoding(&sample));
+        if looks_like_ndjson(&text, truncated) {
+            return Ok(FileFormat::Ndjson);
+        }
+    }
+    Ok(format)
+}
+
+/// Whether text that starts with `sample` holds one JSON object per line: its first non-blank
+/// line is a whole object, and so is the next (or it starts one, cut by the sample's end).
+pub(crate) fn looks_like_ndjson(sample: &str, truncated: bool) -> bool {
+    let mut lines = sample
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    let is_object =
+        |l: &str| l.starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok();
+    match (lines.next(), lines.next(), lines.next()) {
+        (Some(first), Some(second), third) => {
+            let cut = truncated && third.is_none();
+            is_object(first) && (is_object(second) || (cut && second.starts_with('{')))
+        }
+        _ => false,
+    }
+}
+
+/// A reader of the file's bytes, decompressed when it is gzip (any number of members); a
+/// truncated or corrupt stream reads as an error naming the compressed byte offset reached.
+pub(crate) fn open_raw(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let gzip = is_gzip(path)?;
+    let file = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
+    if !gzip {
+        return Ok(Box::new(file));
+    }
+    let consumed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Counted {
+        inner: file,
+        read: consumed.clone(),
+    };
+    let decoder =
+        flate2::bufread::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 16, counted));
+    Ok(Box::new(Gunzip {
+        decoder,
+        consumed,
+        produced: 0,
+    }))
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A gzip decoder whose errors say where in the stream they happened.
+struct Gunzip<R: std::io::BufRead> {
+    decoder: flate2::bufread::MultiGzDecoder<R>,
+    consumed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    produced: u64,
+}
+
+impl<R: std::io::BufRead> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.decoder.read(buf) {
+            Ok(n) => {
+                self.produced += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let consumed = self.consumed.load(std::sync::atomic::Ordering::Relaxed);
+                let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    "truncated"
+                } else {
+                    "corrupt"
+                };
+                Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "gzip data is {what} (compressed bytes read: {consumed}, decompressed so far: {}): {e}",
+                        self.produced
+                    ),
+                ))
+            }
+        }
     }
 }
 
@@ -122,7 +280,7 @@ impl std::fmt::Display for TextEncoding {
 
 /// The first bytes of a file, and whether there is more.
 pub(crate) fn sample(path: &Path) -> Result<(Vec<u8>, bool)> {
-    let file = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
+    let file = open_raw(path)?;
     let mut buf = Vec::with_capacity(SAMPLE_BYTES + 1);
     file.take(SAMPLE_BYTES as u64 + 1)
         .read_to_end(&mut buf)
@@ -167,10 +325,10 @@ pub fn detect_encoding(sample: &[u8]) -> TextEncoding {
     }
 }
 
-/// A reader of the file as UTF-8 bytes (any byte-order mark removed). UTF-8 passes through
+/// A reader of the file as UTF-8 bytes (decompressed, any byte-order mark removed). UTF-8 passes through
 /// untouched: fields that are not valid UTF-8 are decoded one by one by [`field_text`].
 pub(crate) fn open_text(path: &Path, encoding: TextEncoding) -> Result<Box<dyn Read + Send>> {
-    let file = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
+    let file = open_raw(path)?;
     let file = std::io::BufReader::with_capacity(1 << 20, file);
     let reader = DecodeReaderBytesBuilder::new()
         .encoding(encoding.encoding())
@@ -381,8 +539,72 @@ mod tests {
             assert_eq!(FileFormat::from_path(Path::new(p)).unwrap(), f, "{p}");
         }
         assert!(matches!(
-            FileFormat::from_path(Path::new("a.parquet")),
+            FileFormat::from_path(Path::new("a.dat")),
             Err(FileError::UnknownFormat { .. })
         ));
+    }
+
+    #[test]
+    fn gzip_and_parquet_formats_come_from_extensions_and_magic_bytes() {
+        for (p, f) in [
+            ("data_0_0_0.snappy.parquet", FileFormat::Parquet),
+            ("events.ndjson.gz", FileFormat::Ndjson),
+            ("events.JSON.GZ", FileFormat::Json),
+            ("export.csv.gz", FileFormat::Csv),
+            ("export.tsv.gz", FileFormat::Tsv),
+            ("data.parquet.gz", FileFormat::Parquet),
+        ] {
+            assert_eq!(FileFormat::from_path(Path::new(p)).unwrap(), f, "{p}");
+        }
+        for p in ["a.gz", "a.xlsx.gz"] {
+            assert!(FileFormat::from_path(Path::new(p)).is_err(), "{p}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // No extension: the bytes tell Parquet.
+        let part = dir.path().join("000000000000");
+        std::fs::write(&part, b"PAR1....PAR1").unwrap();
+        assert_eq!(file_format(&part, &part).unwrap(), FileFormat::Parquet);
+        // NDJSON named .json.gz (Amplitude), read through gzip.
+        let events = dir.path().join("e.json.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, b"{\"a\":1}\n{\"a\":2}\n").unwrap();
+        std::fs::write(&events, gz.finish().unwrap()).unwrap();
+        assert!(is_gzip(&events).unwrap());
+        assert_eq!(file_format(&events, &events).unwrap(), FileFormat::Ndjson);
+        let mut text = String::new();
+        open_raw(&events)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"a\":2}\n");
+    }
+
+    #[test]
+    fn json_documents_and_json_lines_are_told_apart() {
+        assert!(looks_like_ndjson("{\"a\":1}\n{\"a\":2}\n", false));
+        assert!(looks_like_ndjson("{\"a\":1}\n{\"a\":", true));
+        assert!(!looks_like_ndjson("{\"records\": [{\"a\": 1}]}", false));
+        assert!(!looks_like_ndjson("{\n  \"records\": []\n}\n", false));
+        assert!(!looks_like_ndjson("[{\"a\":1},\n{\"a\":2}]", false));
+    }
+
+    #[test]
+    fn a_truncated_gzip_stream_reads_as_an_error_saying_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.ndjson.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for i in 0..5000 {
+            std::io::Write::write_all(&mut gz, format!("{{\"id\":{i}}}\n").as_bytes()).unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 50]).unwrap();
+        let mut out = Vec::new();
+        let err = open_raw(&path)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gzip data is truncated"), "{err}");
+        assert!(err.contains("compressed bytes read"), "{err}");
     }
 }

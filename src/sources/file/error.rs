@@ -16,7 +16,7 @@ pub enum FileError {
     #[error("cannot fetch {url}: {reason}")]
     Fetch { url: String, reason: String },
     #[error(
-        "{}: cannot tell the format from the extension `{extension}`: use --format csv, tsv, json, ndjson or xlsx",
+        "{}: cannot tell the format from the extension `{extension}`: use --format csv, tsv, json, ndjson, xlsx or parquet",
         path.display()
     )]
     UnknownFormat { path: PathBuf, extension: String },
@@ -28,6 +28,19 @@ pub enum FileError {
     },
     #[error("{}: {reason}", path.display())]
     NotRecords { path: PathBuf, reason: String },
+    #[error(
+        "{}: cannot read it as Parquet{}: {reason}",
+        path.display(),
+        place.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+    )]
+    Parquet {
+        path: PathBuf,
+        /// Where: the row group and first row of the batch that failed.
+        place: Option<String>,
+        reason: String,
+    },
+    #[error("{}: {reason}", path.display())]
+    Parts { path: PathBuf, reason: String },
     #[error("{}: not an xlsx workbook: {reason}", path.display())]
     NotXlsx { path: PathBuf, reason: String },
     #[error("{}: no sheet named `{sheet}` (sheets: {})", path.display(), sheets.join(", "))]

@@ -10,6 +10,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tracing::Instrument;
 
 use super::batches::{self, BatchStatus, ImportBatch};
+use super::columnar::ParquetParts;
 use super::detect::{
     self, FileFormat, TextEncoding, delimiter_name, detect_encoding, sniff_delimiter,
 };
@@ -20,7 +21,8 @@ use super::land::{self, ColumnPlan, LandPlan, Landed, StageColumns};
 use super::mapping::{Mapped, ObjectMap};
 use super::read::{Columns, Prepared};
 use super::{
-    ImportBuilder, ImportOutcome, ImportStrategy, LandedColumn, quarantine, remote, snapshots, xlsx,
+    ImportBuilder, ImportOutcome, ImportStrategy, LandedColumn, parts, quarantine, remote,
+    snapshots, xlsx,
 };
 use crate::lake::{DatasetRef, Layer, WriteMode};
 use crate::project::WORKSPACE_COLUMN;
@@ -58,10 +60,31 @@ impl ImportBuilder {
             .storage_options
             .clone()
             .unwrap_or_else(|| self.lake.storage_options().clone());
-        let fetched = remote::fetch(&self.source, &options).await?;
-        let format = match self.format {
-            Some(f) => f,
-            None => FileFormat::from_path(&remote::file_name(&self.source))?,
+        // A folder or pattern of part files (an unload), else one file (fetched if a URL).
+        let (fetched, files, format) = match parts::expand(&self.source, self.format)? {
+            Some(parts) => {
+                let format = match self.format {
+                    Some(f) => f,
+                    None => parts::common_format(&self.source, &parts)?,
+                };
+                let files: Vec<(PathBuf, String)> = parts
+                    .into_iter()
+                    .map(|p| {
+                        let label = p.display().to_string();
+                        (p, label)
+                    })
+                    .collect();
+                (None, files, format)
+            }
+            None => {
+                let fetched = remote::fetch(&self.source, &options).await?;
+                let format = match self.format {
+                    Some(f) => f,
+                    None => detect::file_format(&remote::file_name(&self.source), fetched.path())?,
+                };
+                let files = vec![(fetched.path().to_path_buf(), self.source.clone())];
+                (Some(fetched), files, format)
+            }
         };
         let batch_id = self
             .batch_id
@@ -102,7 +125,7 @@ impl ImportBuilder {
             format,
             batch_id,
             existing,
-            path: fetched.path().to_path_buf(),
+            files,
         }
         .land()
         .instrument(span)
@@ -183,7 +206,37 @@ struct Landing {
     format: FileFormat,
     batch_id: String,
     existing: Existing,
-    path: PathBuf,
+    /// The files to read (local path, name as given): one, or the parts of an unload.
+    files: Vec<(PathBuf, String)>,
+}
+
+/// A file read, ready for pass two.
+enum Input {
+    Records(Prepared),
+    Parquet(ParquetParts),
+}
+
+impl Input {
+    fn encoding(&self) -> Option<TextEncoding> {
+        match self {
+            Input::Records(p) => p.encoding,
+            Input::Parquet(_) => None,
+        }
+    }
+
+    fn delimiter(&self) -> Option<u8> {
+        match self {
+            Input::Records(p) => p.delimiter,
+            Input::Parquet(_) => None,
+        }
+    }
+
+    fn width(&self) -> Option<usize> {
+        match self {
+            Input::Records(p) => p.header.as_ref().map(Vec::len),
+            Input::Parquet(_) => None,
+        }
+    }
 }
 
 /// The position of the column whose API name is `api` (case-insensitive).
@@ -204,14 +257,26 @@ impl Landing {
 
         // 1. Detect and read the file once (pass one), off the async runtime.
         let (prepared, scan) = {
-            let (path, format) = (self.path.clone(), self.format);
+            let (files, format) = (self.files.clone(), self.format);
             let (encoding, delimiter, sheet) =
                 (import.encoding, import.delimiter, import.sheet.clone());
             let progress = import.progress.clone();
-            tokio::task::spawn_blocking(move || -> Result<(Prepared, land::Scan)> {
-                let prepared = prepare(&path, format, encoding, delimiter, sheet.as_deref())?;
+            tokio::task::spawn_blocking(move || -> Result<(Input, land::Scan)> {
+                if format == FileFormat::Parquet {
+                    let parts = ParquetParts::open(&files)?;
+                    let scan = parts.scan(&progress);
+                    return Ok((Input::Parquet(parts), scan));
+                }
+                let prepared = Prepared::parts(
+                    files
+                        .iter()
+                        .map(|(path, _)| {
+                            prepare(path, format, encoding, delimiter, sheet.as_deref())
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                )?;
                 let scan = land::scan(&prepared, &progress)?;
-                Ok((prepared, scan))
+                Ok((Input::Records(prepared), scan))
             })
             .await
             .map_err(|e| FileError::internal("reading the file", e))??
@@ -220,13 +285,13 @@ impl Landing {
             records = scan.records,
             columns = scan.columns.len(),
             format = %self.format,
-            encoding = prepared.encoding.map(|e| e.as_str()),
-            delimiter = prepared.delimiter.map(delimiter_name),
+            encoding = prepared.encoding().map(|e| e.as_str()),
+            delimiter = prepared.delimiter().map(delimiter_name),
             "file read"
         );
 
-        let detected_encoding = prepared.encoding;
-        let detected_delimiter = prepared.delimiter.map(delimiter_name);
+        let detected_encoding = prepared.encoding();
+        let detected_delimiter = prepared.delimiter().map(delimiter_name);
 
         // 2. Names: headers → API names → landed names.
         let header = scan.columns.names.clone();
@@ -262,7 +327,10 @@ impl Landing {
             let (data_type, nullable) = match (declared, held) {
                 (Some(c), _) => (c.data_type.clone(), c.nullable),
                 (None, Some(f)) => (f.data_type().clone(), true),
-                (None, None) => (scan.kinds[i].data_type(), true),
+                (None, None) => match scan.types.as_ref().and_then(|t| t.get(i)) {
+                    Some(t) => (t.clone(), true),
+                    None => (scan.kinds[i].data_type(), true),
+                },
             };
             if !fillable(&data_type) {
                 return Err(FileError::Unfillable {
@@ -386,8 +454,8 @@ impl Landing {
             header: header.clone(),
             schema: land::batch_schema(&columns),
             columns: columns.clone(),
-            width: prepared.header.as_ref().map(Vec::len),
-            delimiter: prepared.delimiter.unwrap_or(b','),
+            width: prepared.width(),
+            delimiter: prepared.delimiter().unwrap_or(b','),
             workspace: import.workspace.to_string(),
             sync_id: sync_id.clone(),
             synced_at: started.timestamp_micros(),
@@ -403,8 +471,11 @@ impl Landing {
             let landed = landed.clone();
             let progress = import.progress.clone();
             let file_columns = Columns::from_header(header.clone());
-            tokio::task::spawn_blocking(move || {
-                land::produce(&prepared, &file_columns, &plan, &tx, &landed, &progress)
+            tokio::task::spawn_blocking(move || match &prepared {
+                Input::Records(p) => {
+                    land::produce(p, &file_columns, &plan, &tx, &landed, &progress)
+                }
+                Input::Parquet(p) => p.produce(&plan, &tx, &landed, &progress),
             })
         };
         let stream = futures::stream::unfold(rx, |mut rx| async move {

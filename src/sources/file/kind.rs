@@ -380,7 +380,7 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn type_phrase(t: &DataType) -> String {
+pub(crate) fn type_phrase(t: &DataType) -> String {
     match t {
         DataType::Int64 | DataType::Int32 => "an integer".into(),
         DataType::Float64 => "a number".into(),

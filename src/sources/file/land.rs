@@ -33,6 +33,8 @@ pub(crate) struct Scan {
     pub columns: Columns,
     pub kinds: Vec<Kind>,
     pub records: u64,
+    /// The file's own column types, when it has them (Parquet): they win over the kinds.
+    pub types: Option<Vec<DataType>>,
 }
 
 /// Pass one: the columns and each one's kind over every record that has the right width.
@@ -104,6 +106,7 @@ pub(crate) fn scan(prepared: &Prepared, progress: &Progress) -> Result<Scan> {
         columns,
         kinds,
         records,
+        types: None,
     })
 }
 

@@ -32,6 +32,7 @@
 
 mod batches;
 pub mod bench_data;
+mod columnar;
 mod detect;
 mod error;
 mod existing;
@@ -40,6 +41,7 @@ mod json;
 mod kind;
 mod land;
 mod mapping;
+mod parts;
 mod quarantine;
 mod read;
 mod remote;
@@ -54,7 +56,8 @@ pub use batches::{
     BatchFilter, BatchStatus, ImportBatch, Rollback, list as list_batches, rollback,
 };
 pub use detect::{
-    FileFormat, TextEncoding, delimiter_name, detect_encoding, parse_delimiter, sniff_delimiter,
+    FileFormat, TextEncoding, delimiter_name, detect_encoding, file_format, parse_delimiter,
+    sniff_delimiter,
 };
 pub use error::{FileError, Result};
 pub use mapping::{Mapped, ObjectMap, known_objects};

@@ -79,8 +79,13 @@ pub(crate) struct Prepared {
 
 enum Held {
     Nothing,
-    Json { text: Arc<Vec<u8>>, start: usize },
+    Json {
+        text: Arc<Vec<u8>>,
+        start: usize,
+    },
     Sheet(Arc<Vec<(u64, Vec<Value>)>>),
+    /// Part files of one import, read one after the other.
+    Parts(Arc<Vec<Prepared>>),
 }
 
 impl Prepared {
@@ -165,11 +170,49 @@ impl Prepared {
         }
     }
 
+    /// Part files of one import (an unload's `part-*.json.gz`), read in order as one file:
+    /// delimited parts and sheets must have the first part's header. Lines are each part's.
+    pub(crate) fn parts(mut parts: Vec<Prepared>) -> Result<Self> {
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        let Some(first) = parts.first() else {
+            return Err(FileError::internal("reading part files", "no parts"));
+        };
+        for p in &parts[1..] {
+            if p.header != first.header {
+                return Err(FileError::Parts {
+                    path: p.path.clone(),
+                    reason: format!(
+                        "its header ({}) differs from that of {} ({}): the parts of one import must have the same columns",
+                        p.header.as_deref().unwrap_or_default().join(", "),
+                        first.path.display(),
+                        first.header.as_deref().unwrap_or_default().join(", "),
+                    ),
+                });
+            }
+        }
+        Ok(Prepared {
+            path: first.path.clone(),
+            format: first.format,
+            encoding: first.encoding,
+            delimiter: first.delimiter,
+            header: first.header.clone(),
+            crlf: first.crlf,
+            held: Held::Parts(Arc::new(parts)),
+        })
+    }
+
     /// A new reader from the first record.
     pub(crate) fn open(&self) -> Result<Box<dyn RecordReader>> {
         let path = &self.path;
         let encoding = self.encoding.unwrap_or(TextEncoding::Utf8);
         Ok(match (&self.held, self.format) {
+            (Held::Parts(parts), _) => Box::new(PartRecords {
+                parts: parts.clone(),
+                next: 0,
+                current: None,
+            }),
             (Held::Json { text, start }, _) => {
                 Box::new(JsonRecords::new(path.clone(), text.clone(), *start))
             }
@@ -327,6 +370,49 @@ impl RecordReader for NdjsonRecords {
                 text: Some(text.to_string()),
             },
         }))
+    }
+}
+
+/// The records of part files, one part after the other.
+struct PartRecords {
+    parts: Arc<Vec<Prepared>>,
+    next: usize,
+    current: Option<Box<dyn RecordReader>>,
+}
+
+impl PartRecords {
+    /// The reader of the part being read, `None` after the last.
+    fn current(&mut self) -> Result<Option<&mut Box<dyn RecordReader>>> {
+        if self.current.is_none() {
+            let Some(part) = self.parts.get(self.next) else {
+                return Ok(None);
+            };
+            self.next += 1;
+            self.current = Some(part.open()?);
+        }
+        Ok(self.current.as_mut())
+    }
+}
+
+impl RecordReader for PartRecords {
+    fn next_record(&mut self) -> Result<Option<Record>> {
+        while let Some(reader) = self.current()? {
+            match reader.next_record()? {
+                Some(r) => return Ok(Some(r)),
+                None => self.current = None,
+            }
+        }
+        Ok(None)
+    }
+
+    fn scan_record(&mut self, member: &mut dyn FnMut(&str, Kind)) -> Result<ScanStep> {
+        while let Some(reader) = self.current()? {
+            match reader.scan_record(member)? {
+                ScanStep::End => self.current = None,
+                step => return Ok(step),
+            }
+        }
+        Ok(ScanStep::End)
     }
 }
 

@@ -8,6 +8,7 @@ mod encodings;
 mod formats;
 mod maps;
 mod stores;
+mod unloads;
 mod xlsx;
 
 use std::collections::HashMap;
