@@ -144,32 +144,15 @@ impl BigQueryJobs<'_> {
             .collect();
         let cols = names.join(", ");
         match (self.load.mode, &self.load.workspace) {
-            (ExportMode::Merge, _) => {
-                let key = &self.load.primary_key;
-                let on = key
-                    .iter()
-                    .map(|k| format!("t.{0} = s.{0}", quote(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let set: Vec<String> = self
-                    .load
-                    .schema
-                    .fields()
-                    .iter()
-                    .filter(|f| !key.contains(f.name()))
-                    .map(|f| format!("{0} = s.{0}", quote(f.name())))
-                    .collect();
-                let matched = if set.is_empty() {
-                    String::new()
-                } else {
-                    format!("\nWHEN MATCHED THEN UPDATE SET {}", set.join(", "))
-                };
-                let values: Vec<String> = names.iter().map(|n| format!("s.{n}")).collect();
-                format!(
-                    "MERGE {target} AS t\nUSING {load} AS s\nON {on}{matched}\nWHEN NOT MATCHED THEN INSERT ({cols})\nVALUES ({})",
-                    values.join(", ")
-                )
-            }
+            (ExportMode::Merge, _) => super::merge_sql(
+                "MERGE",
+                &target,
+                &load,
+                &self.load.schema,
+                &self.load.primary_key,
+                "",
+                quote,
+            ),
             (ExportMode::Replace, Some(ws)) => format!(
                 "BEGIN TRANSACTION;\nDELETE FROM {target} WHERE {} = {};\nINSERT INTO {target} ({cols})\nSELECT {cols} FROM {load};\nCOMMIT TRANSACTION;",
                 quote(WORKSPACE_COLUMN),

@@ -199,6 +199,48 @@ pub fn find_target<'a>(
     }
 }
 
+/// `MERGE` of a load table into its target on the primary key: matched rows get every other
+/// column, new keys are inserted. `into` is `"MERGE INTO"` (Snowflake) or `"MERGE"`
+/// (BigQuery); `set_target` qualifies the updated columns (`"t."` in Snowflake, `""` in
+/// BigQuery, which refuses a qualified SET target); `quote` quotes an identifier.
+pub(crate) fn merge_sql(
+    into: &str,
+    target: &str,
+    load: &str,
+    load_schema: &arrow::datatypes::Schema,
+    key: &[String],
+    set_target: &str,
+    quote: impl Fn(&str) -> String,
+) -> String {
+    let on = key
+        .iter()
+        .map(|k| format!("t.{0} = s.{0}", quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let names: Vec<String> = load_schema
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .collect();
+    let set: Vec<String> = load_schema
+        .fields()
+        .iter()
+        .filter(|f| !key.contains(f.name()))
+        .map(|f| format!("{set_target}{0} = s.{0}", quote(f.name())))
+        .collect();
+    let matched = if set.is_empty() {
+        String::new()
+    } else {
+        format!("\nWHEN MATCHED THEN UPDATE SET {}", set.join(", "))
+    };
+    let values: Vec<String> = names.iter().map(|n| format!("s.{n}")).collect();
+    format!(
+        "{into} {target} AS t\nUSING {load} AS s\nON {on}{matched}\nWHEN NOT MATCHED THEN INSERT ({})\nVALUES ({})",
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
 fn names(all: &[(&String, &ExportConfig)]) -> String {
     if all.is_empty() {
         return "none".into();

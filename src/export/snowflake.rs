@@ -189,31 +189,15 @@ impl SnowflakeSql<'_> {
                 ident(WORKSPACE_COLUMN),
                 literal(ws.as_str())
             ),
-            (ExportMode::Merge, _) => {
-                let key = &self.load.primary_key;
-                let on = key
-                    .iter()
-                    .map(|k| format!("t.{0} = s.{0}", ident(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let set: Vec<String> = self
-                    .load
-                    .schema
-                    .fields()
-                    .iter()
-                    .filter(|f| !key.contains(f.name()))
-                    .map(|f| format!("t.{0} = s.{0}", ident(f.name())))
-                    .collect();
-                let matched = if set.is_empty() {
-                    String::new()
-                } else {
-                    format!("\nWHEN MATCHED THEN UPDATE SET {}", set.join(", "))
-                };
-                format!(
-                    "MERGE INTO {target} AS t\nUSING {load} AS s\nON {on}{matched}\nWHEN NOT MATCHED THEN INSERT ({cols})\nVALUES ({})",
-                    self.column_list(Some("s"))
-                )
-            }
+            (ExportMode::Merge, _) => super::merge_sql(
+                "MERGE INTO",
+                &target,
+                &load,
+                &self.load.schema,
+                &self.load.primary_key,
+                "t.",
+                ident,
+            ),
         })
     }
 

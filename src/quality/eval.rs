@@ -857,7 +857,8 @@ async fn collect(session: &SqlSession, sql: &str) -> std::result::Result<Vec<Rec
     df.collect().await.map_err(|e| e.to_string())
 }
 
-fn strings(a: &ArrayRef) -> Vec<Option<String>> {
+/// A column as optional strings (any type arrow can cast to text; unreadable → nulls).
+pub(super) fn strings(a: &ArrayRef) -> Vec<Option<String>> {
     match arrow::compute::cast(a, &DataType::Utf8) {
         Ok(c) => {
             let s = c.as_string::<i32>();
@@ -869,7 +870,7 @@ fn strings(a: &ArrayRef) -> Vec<Option<String>> {
     }
 }
 
-fn ints(a: &ArrayRef) -> Vec<Option<i64>> {
+pub(super) fn ints(a: &ArrayRef) -> Vec<Option<i64>> {
     match arrow::compute::cast(a, &DataType::Int64) {
         Ok(c) => {
             let s = c.as_primitive::<Int64Type>();
@@ -881,7 +882,7 @@ fn ints(a: &ArrayRef) -> Vec<Option<i64>> {
     }
 }
 
-fn floats(a: &ArrayRef) -> Vec<Option<f64>> {
+pub(super) fn floats(a: &ArrayRef) -> Vec<Option<f64>> {
     match arrow::compute::cast(a, &DataType::Float64) {
         Ok(c) => {
             let s = c.as_primitive::<Float64Type>();

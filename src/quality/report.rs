@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -248,42 +248,12 @@ fn time_text(micros: i64) -> String {
 fn read_rows(batches: &[RecordBatch]) -> Vec<Row> {
     let mut out = Vec::new();
     for b in batches {
-        let s = |i: usize| -> Vec<Option<String>> {
-            let c = arrow::compute::cast(b.column(i), &DataType::Utf8).ok();
-            match c {
-                Some(c) => {
-                    let a = c.as_string::<i32>();
-                    (0..a.len())
-                        .map(|j| a.is_valid(j).then(|| a.value(j).to_string()))
-                        .collect()
-                }
-                None => vec![None; b.num_rows()],
-            }
-        };
-        let n = |i: usize| -> Vec<Option<i64>> {
-            match arrow::compute::cast(b.column(i), &DataType::Int64) {
-                Ok(c) => {
-                    let a = c.as_primitive::<Int64Type>();
-                    (0..a.len())
-                        .map(|j| a.is_valid(j).then(|| a.value(j)))
-                        .collect()
-                }
-                Err(_) => vec![None; b.num_rows()],
-            }
-        };
+        let s = |i: usize| super::eval::strings(b.column(i));
+        let n = |i: usize| super::eval::ints(b.column(i));
         let (ws, run, ds, ver, name, kind, col, sev, st) =
             (s(0), s(1), s(2), n(3), s(4), s(5), s(6), s(7), s(8));
         let (fail, total) = (n(9), n(10));
-        let observed: Vec<Option<f64>> =
-            match arrow::compute::cast(b.column(11), &DataType::Float64) {
-                Ok(c) => {
-                    let a = c.as_primitive::<Float64Type>();
-                    (0..a.len())
-                        .map(|j| a.is_valid(j).then(|| a.value(j)))
-                        .collect()
-                }
-                Err(_) => vec![None; b.num_rows()],
-            };
+        let observed = super::eval::floats(b.column(11));
         let (threshold, message) = (s(12), s(13));
         let samples: Vec<Vec<String>> = {
             let col = b.column(14);
@@ -293,17 +263,10 @@ fn read_rows(batches: &[RecordBatch]) -> Vec<Row> {
                         if list.is_null(j) {
                             return Vec::new();
                         }
-                        let v = list.value(j);
-                        match arrow::compute::cast(&v, &DataType::Utf8) {
-                            Ok(c) => {
-                                let a = c.as_string::<i32>();
-                                (0..a.len())
-                                    .filter(|&k| a.is_valid(k))
-                                    .map(|k| a.value(k).to_string())
-                                    .collect()
-                            }
-                            Err(_) => Vec::new(),
-                        }
+                        super::eval::strings(&list.value(j))
+                            .into_iter()
+                            .flatten()
+                            .collect()
                     })
                     .collect(),
                 None => vec![Vec::new(); b.num_rows()],
