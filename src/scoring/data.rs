@@ -98,6 +98,17 @@ pub struct Roles {
     pub contacts: u32,
 }
 
+/// A contact role added to a deal: when (its `created_at`; `None` when the source has no
+/// time, taken as known from the deal's start) and what it says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoleEntry {
+    pub at: Option<f64>,
+    /// A hash of the contact id (distinct contacts are counted).
+    pub contact: u64,
+    pub champion: bool,
+    pub blocker: bool,
+}
+
 /// A rep of `staging.users`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct User {
@@ -118,7 +129,11 @@ pub struct Inputs {
     pub activities: Vec<Vec<f64>>,
     /// Conversation start times per deal, sorted.
     pub conversations: Vec<Vec<f64>>,
+    /// The roles now (what open deals are scored with).
     pub roles: Vec<Roles>,
+    /// Each deal's role rows with their times, so a training snapshot sees only the roles
+    /// recorded by then. Empty when only the aggregate is known (tests, benchmarks).
+    pub role_entries: Vec<Vec<RoleEntry>>,
     pub users: HashMap<String, User>,
     /// `marts.deal_forecasts` p_win per deal, when simulated.
     pub simulated: Vec<Option<f64>>,
@@ -140,6 +155,7 @@ impl Inputs {
             activities: vec![Vec::new(); n],
             conversations: vec![Vec::new(); n],
             roles: vec![Roles::default(); n],
+            role_entries: vec![Vec::new(); n],
             users: HashMap::new(),
             simulated: vec![None; n],
             as_of: 0.0,
@@ -154,6 +170,27 @@ impl Inputs {
             return None;
         }
         d.closed_at.or(self.closed_moves[i])
+    }
+
+    /// The roles of deal `i` as recorded at `t`: those added by then (a role whose row has no
+    /// time counts from the start). Without role rows, the roles now.
+    pub fn roles_at(&self, i: usize, t: f64) -> Roles {
+        let entries = &self.role_entries[i];
+        if entries.is_empty() {
+            return self.roles[i];
+        }
+        let mut roles = Roles::default();
+        let mut contacts: Vec<u64> = Vec::with_capacity(entries.len());
+        for e in entries.iter().filter(|e| e.at.is_none_or(|at| at <= t)) {
+            roles.known = true;
+            roles.champion |= e.champion;
+            roles.blocker |= e.blocker;
+            if !contacts.contains(&e.contact) {
+                contacts.push(e.contact);
+            }
+        }
+        roles.contacts = contacts.len() as u32;
+        roles
     }
 
     /// Sets `as_of` to the latest time in the data.
@@ -322,26 +359,33 @@ pub(super) async fn load_from_session(
         let dc = ds("staging.deal_contacts")?;
         let batches = collect(
             session,
-            "SELECT deal_id, bool_or(role = 'champion') AS champion, \
-               bool_or(role = 'blocker') AS blocker, count(DISTINCT contact_id) AS contacts \
-             FROM staging.deal_contacts WHERE deal_id IS NOT NULL GROUP BY deal_id",
+            "SELECT deal_id, contact_id, coalesce(role = 'champion', false) AS champion, \
+               coalesce(role = 'blocker', false) AS blocker, \
+               date_part('epoch', created_at) AS at \
+             FROM staging.deal_contacts WHERE deal_id IS NOT NULL",
         )
         .await?;
         for b in &batches {
             let deal = strings(b, &dc, "deal_id")?;
+            let contact = strings(b, &dc, "contact_id")?;
             let champion = flags(b, &dc, "champion")?;
             let blocker = flags(b, &dc, "blocker")?;
-            let contacts = floats(b, &dc, "contacts")?;
+            let at = floats(b, &dc, "at")?;
             for r in 0..b.num_rows() {
                 let Some(&i) = deal[r].as_ref().and_then(|d| index.get(d)) else {
                     continue;
                 };
-                inputs.roles[i] = Roles {
-                    known: true,
+                inputs.role_entries[i].push(RoleEntry {
+                    at: at[r],
+                    contact: contact_hash(contact[r].as_deref().unwrap_or_default()),
                     champion: champion[r],
                     blocker: blocker[r],
-                    contacts: contacts[r].unwrap_or(0.0).max(0.0) as u32,
-                };
+                });
+            }
+        }
+        for i in 0..inputs.deals.len() {
+            if !inputs.role_entries[i].is_empty() {
+                inputs.roles[i] = inputs.roles_at(i, f64::INFINITY);
             }
         }
     } else {
@@ -413,4 +457,11 @@ fn fill_times(
         times.sort_by(f64::total_cmp);
     }
     Ok(())
+}
+
+/// A stable hash of a contact id (FNV-1a): distinct contacts are counted by it.
+fn contact_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

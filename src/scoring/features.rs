@@ -69,13 +69,21 @@ fn median(v: &mut [f64]) -> Option<f64> {
 impl Reference {
     /// Medians over every completed stay and every first entry of a stage in the history.
     pub fn build(inputs: &Inputs) -> Self {
+        Self::build_until(inputs, f64::INFINITY)
+    }
+
+    /// Medians over what was known at `until`: stays that had ended by then, stage entries
+    /// before it, and the amounts of deals created before it. Training builds its reference
+    /// at the holdout cutoff, so no holdout row is compared with medians of its own future.
+    pub fn build_until(inputs: &Inputs, until: f64) -> Self {
         let mut stay: HashMap<(String, usize), Vec<f64>> = HashMap::new();
         let mut reach: HashMap<(String, usize), Vec<f64>> = HashMap::new();
         let mut stay_all: [Vec<f64>; 6] = Default::default();
         let mut reach_all: [Vec<f64>; 6] = Default::default();
         let mut amounts = Vec::new();
         for (i, d) in inputs.deals.iter().enumerate() {
-            if let Some(a) = d.amount.filter(|a| *a > 0.0) {
+            let known = until.is_infinite() || d.created_at.is_some_and(|c| c <= until);
+            if let Some(a) = d.amount.filter(|a| *a > 0.0 && known) {
                 amounts.push(a);
             }
             let stays = &inputs.stays[i];
@@ -84,7 +92,8 @@ impl Reference {
                 let left = stays
                     .get(k + 1)
                     .map(|n| n.entered)
-                    .or_else(|| inputs.closed_at(i));
+                    .or_else(|| inputs.closed_at(i))
+                    .filter(|left| *left <= until);
                 if let Some(left) = left {
                     let days = ((left - s.entered) / DAY).max(0.0);
                     stay.entry((d.segment.clone(), s.stage))
@@ -93,6 +102,7 @@ impl Reference {
                     stay_all[s.stage].push(days);
                 }
                 if !seen[s.stage]
+                    && s.entered <= until
                     && let Some(created) = d.created_at
                 {
                     seen[s.stage] = true;
@@ -302,7 +312,7 @@ fn window(times: &[f64], lo: f64, hi: f64) -> (u32, u32, Option<f64>) {
 /// The features of `s`.
 pub fn features(inputs: &Inputs, reference: &Reference, rates: &RateBook, s: &Snapshot) -> Row {
     let d = &inputs.deals[s.deal];
-    let roles = inputs.roles[s.deal];
+    let roles = inputs.roles_at(s.deal, s.t);
     let created = d.created_at.unwrap_or(s.entered).min(s.entered);
     let days_in_stage = ((s.t - s.entered) / DAY).max(0.0);
     let reach_days = ((s.entered - created) / DAY).max(0.0);
@@ -569,6 +579,80 @@ mod tests {
         assert_eq!(row.observed.days_since_touch, Some(8.0));
         assert_eq!(row.observed.days_in_stage, 10.0);
         assert_eq!(row.values[0], 1.0, "stage qualification");
+    }
+
+    #[test]
+    fn a_reference_until_a_time_ignores_what_came_after() {
+        // Deal a: created at 0, in stage 0 for 10 days, lost at day 10 (amount 100).
+        // Deal b: created at day 20, in stage 0 for 40 days, lost at day 60 (amount 900).
+        let mut a = Deal::new("a", "closed_lost", 0.0);
+        a.closed_at = Some(10.0 * DAY);
+        a.amount = Some(100.0);
+        let mut b = Deal::new("b", "closed_lost", 20.0 * DAY);
+        b.closed_at = Some(60.0 * DAY);
+        b.amount = Some(900.0);
+        let mut inputs = Inputs::from_deals("w", vec![a, b]);
+        inputs.stays[0] = vec![Stay {
+            stage: 0,
+            entered: 0.0,
+        }];
+        inputs.stays[1] = vec![Stay {
+            stage: 0,
+            entered: 20.0 * DAY,
+        }];
+        let all = Reference::build(&inputs);
+        assert_eq!(all.stay_days("unknown", 0), 25.0, "median of 10 and 40");
+        assert_eq!(all.median_amount, 500.0);
+        // At day 30, b's stay has not ended; it was created, so its amount is known.
+        let then = Reference::build_until(&inputs, 30.0 * DAY);
+        assert_eq!(then.stay_days("unknown", 0), 10.0);
+        assert_eq!(then.median_amount, 500.0);
+        // At day 15, b did not exist.
+        let early = Reference::build_until(&inputs, 15.0 * DAY);
+        assert_eq!(early.median_amount, 100.0);
+    }
+
+    #[test]
+    fn snapshots_see_only_the_roles_recorded_by_then() {
+        use crate::scoring::data::RoleEntry;
+        let mut d = Deal::new("d", "closed_lost", 0.0);
+        d.closed_at = Some(30.0 * DAY);
+        let mut inputs = Inputs::from_deals("w", vec![d]);
+        inputs.stays[0] = vec![
+            Stay {
+                stage: 0,
+                entered: 0.0,
+            },
+            Stay {
+                stage: 1,
+                entered: 10.0 * DAY,
+            },
+        ];
+        // A champion from the start; a blocker recorded on day 25, after the loss was clear.
+        inputs.role_entries[0] = vec![
+            RoleEntry {
+                at: None,
+                contact: 1,
+                champion: true,
+                blocker: false,
+            },
+            RoleEntry {
+                at: Some(25.0 * DAY),
+                contact: 2,
+                champion: false,
+                blocker: true,
+            },
+        ];
+        let reference = Reference::build(&inputs);
+        let rates = RateBook::build(&inputs);
+        let snaps = closed_snapshots(&inputs, 0);
+        let early = features(&inputs, &reference, &rates, &snaps[0]);
+        let late = features(&inputs, &reference, &rates, &snaps[1]);
+        assert_eq!((early.values[8], early.values[9]), (1.0, 0.0), "day 5");
+        assert_eq!((late.values[8], late.values[9]), (1.0, 0.0), "day 20");
+        assert_eq!(inputs.roles_at(0, 26.0 * DAY).blocker, true);
+        assert_eq!(inputs.roles_at(0, 26.0 * DAY).contacts, 2);
+        assert_eq!(inputs.roles_at(0, 5.0 * DAY).contacts, 1);
     }
 
     #[test]

@@ -82,8 +82,10 @@ pub struct TrainingSet {
 }
 
 impl TrainingSet {
-    /// Snapshots of every closed deal with a close time and a stage history.
-    pub fn build(inputs: &Inputs, reference: &Reference, rates: &RateBook, holdout: f64) -> Self {
+    /// Snapshots of every closed deal with a close time and a stage history. The medians the
+    /// features compare against are those known at the holdout cutoff (the win rates are
+    /// always those before each snapshot's time), so the holdout sees no future.
+    pub fn build(inputs: &Inputs, rates: &RateBook, holdout: f64) -> Self {
         let mut closes: Vec<(f64, usize)> = (0..inputs.deals.len())
             .filter_map(|i| inputs.closed_at(i).map(|t| (t, i)))
             .filter(|(_, i)| !inputs.stays[*i].is_empty())
@@ -99,10 +101,11 @@ impl TrainingSet {
         }
         let first_test = ((closes.len() as f64) * (1.0 - holdout)).floor() as usize;
         set.cutoff = closes[first_test.min(closes.len() - 1)].0;
+        let reference = Reference::build_until(inputs, set.cutoff);
         for (t, i) in closes {
             let won = inputs.deals[i].is_won;
             for s in closed_snapshots(inputs, i) {
-                let row = features(inputs, reference, rates, &s);
+                let row = features(inputs, &reference, rates, &s);
                 set.rows.push(row.values.to_vec());
                 set.labels.push(won);
                 set.deals.push(i);
@@ -260,13 +263,12 @@ fn metrics_of(model: &Logistic, set: &TrainingSet) -> Option<Metrics> {
 /// Trains a model on the closed deals of `inputs`, or says why there is too little history.
 pub fn train(
     inputs: &Inputs,
-    reference: &Reference,
     rates: &RateBook,
     options: &TrainOptions,
     now: DateTime<Utc>,
 ) -> Result<Training> {
     options.validate()?;
-    let set = TrainingSet::build(inputs, reference, rates, options.holdout_share);
+    let set = TrainingSet::build(inputs, rates, options.holdout_share);
     if set.closed_deals < options.min_closed {
         return Ok(Training::TooFew {
             reason: format!(

@@ -136,7 +136,7 @@ fn compute(
     let mut training_skipped = None;
     let mut model = current.clone();
     if options.train || current.is_none() {
-        match train(inputs, &reference, &rates, &options.training, now)? {
+        match train(inputs, &rates, &options.training, now)? {
             Training::Model(new, set) => {
                 if let Some(dir) = &options.export_features {
                     set.export_csv(dir)?;

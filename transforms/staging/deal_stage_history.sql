@@ -209,22 +209,38 @@ history AS (
         (date_part('epoch', entered_at) - date_part('epoch', previous_at)) / 86400.0 AS duration_days
     FROM ordered
 ),
+-- The trigger of each transition is found in one pass per deal instead of a join of every
+-- transition with every earlier activity (quadratic per deal, and a hash join that cannot
+-- spill): transitions and the deal's activities in one stream, in time order (an activity
+-- at the transition's own time before it; among simultaneous activities the lowest id
+-- last), and each transition takes the last activity id seen.
+trigger_events AS (
+    SELECT workspace_id, deal_id, transitioned_at AS at, 1 AS kind, id AS history_id,
+           CAST(NULL AS VARCHAR) AS activity_id
+    FROM history
+    UNION ALL
+    SELECT workspace_id, deal_id, occurred_at, 0, CAST(NULL AS VARCHAR), id
+    FROM staging.activities
+    WHERE deal_id IS NOT NULL AND occurred_at IS NOT NULL
+),
 triggers AS (
-    SELECT
-        r.workspace_id,
-        r.id,
-        a.id AS activity_id,
-        row_number() OVER (
-            PARTITION BY r.workspace_id, r.id ORDER BY a.occurred_at DESC, a.id
-        ) AS n
-    FROM history r
-    JOIN staging.activities a
-        ON a.workspace_id = r.workspace_id
-        AND a.deal_id = r.deal_id
-        AND a.occurred_at <= r.transitioned_at
+    SELECT workspace_id, history_id AS id, activity_id FROM (
+        SELECT
+            workspace_id,
+            kind,
+            history_id,
+            last_value(activity_id) IGNORE NULLS OVER (
+                PARTITION BY workspace_id, deal_id
+                ORDER BY at, kind, activity_id DESC NULLS FIRST
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            ) AS activity_id
+        FROM trigger_events
+    ) e
+    WHERE kind = 1
 )
 SELECT
     r.*,
     t.activity_id AS trigger_activity_id
-FROM history r
-LEFT JOIN triggers t ON t.workspace_id = r.workspace_id AND t.id = r.id AND t.n = 1
+-- (the narrow trigger rows are the hash table; the wide history rows stream past it)
+FROM triggers t
+RIGHT JOIN history r ON t.workspace_id = r.workspace_id AND t.id = r.id
