@@ -46,9 +46,13 @@ fn project_copy() -> tempfile::TempDir {
 
 /// Lands `rows` (text cells, "" = null) as `dataset` in workspace `w`.
 async fn land(lake: &Lake, dataset: &str, columns: &[&str], data: &[&[&str]]) {
+    // A test that names `source_data` among the columns gives each row's JSON itself.
+    let own_data = columns.contains(&"source_data");
     let mut fields = vec![Field::new("workspace_id", DataType::Utf8, false)];
     fields.extend(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)));
-    fields.push(Field::new("source_data", DataType::Utf8, true));
+    if !own_data {
+        fields.push(Field::new("source_data", DataType::Utf8, true));
+    }
     let schema = Arc::new(Schema::new(fields));
     let mut arrays: Vec<Arc<dyn arrow::array::Array>> =
         vec![Arc::new(StringArray::from(vec![WS; data.len()]))];
@@ -57,7 +61,9 @@ async fn land(lake: &Lake, dataset: &str, columns: &[&str], data: &[&[&str]]) {
             data.iter().map(|r| Some(r[i]).filter(|v| !v.is_empty())),
         )));
     }
-    arrays.push(Arc::new(StringArray::from(vec!["{}"; data.len()])));
+    if !own_data {
+        arrays.push(Arc::new(StringArray::from(vec!["{}"; data.len()])));
+    }
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
     let ds: DatasetRef = dataset.parse().unwrap();
     lake.write(ds)
@@ -947,5 +953,347 @@ async fn the_demo_org_matches_the_generators_truth() {
     assert_eq!(
         one("SELECT count(*) FROM staging.deals d LEFT JOIN staging.accounts a ON a.id = d.account_id WHERE a.id IS NULL").await,
         0
+    );
+}
+
+#[tokio::test]
+async fn billing_and_support_land_on_the_crm_accounts_with_mrr_in_usd() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    // Salesforce ids as Salesforce writes them (18 characters): Zendesk external ids match them.
+    const ACME: &str = "001000000000001AAA";
+    const GLOBEX: &str = "001000000000002AAA";
+    const INITECH: &str = "001000000000003AAA";
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[
+            &[ACME, "Acme", "acme.com"],
+            &[GLOBEX, "Globex Corporation", "globex.com"],
+            &[INITECH, "Initech", ""],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_contact",
+        &["id", "account_id", "first_name", "email", "title"],
+        &[&["003A", GLOBEX, "Hank", "hank@globex.com", ""]],
+    )
+    .await;
+    let initech_meta = format!(r#"{{"salesforce_account_id":"{INITECH}"}}"#);
+    land(
+        &lake,
+        "raw.stripe_customers",
+        &["id", "email", "name", "metadata", "_deleted"],
+        &[
+            &["cus_1", "ap@acme.com", "Acme AP", "{}", "false"],
+            &["cus_2", "ceo@gmail.com", "Bill", &initech_meta, "false"],
+            &["cus_3", "x@gmail.com", "Nobody", "", "false"],
+            &["cus_4", "ap@acme.com", "Acme (deleted)", "", "true"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.chargebee_customers",
+        &["id", "email", "company", "_deleted"],
+        &[&["cb_1", "b@globex-mail.com", "Globex Corp.", "false"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.zendesk_organizations",
+        &["id", "name", "domain_names", "external_id"],
+        &[
+            &["100", "ACME Support", "[]", ACME],
+            &["200", "Globex", r#"["globex.com"]"#, ""],
+        ],
+    )
+    .await;
+    // $50 a month × 2 seats; a trial; €1,200 a year (€100 a month at 1.08 USD).
+    let monthly = r#"{"data":[{"quantity":2,"price":{"nickname":"Pro","unit_amount":5000,"recurring":{"interval":"month","interval_count":1}}}]}"#;
+    let yearly = r#"{"data":[{"quantity":1,"price":{"product":"prod_X","unit_amount":120000,"recurring":{"interval":"year","interval_count":1}}}]}"#;
+    land(
+        &lake,
+        "raw.stripe_subscriptions",
+        &[
+            "id",
+            "customer",
+            "status",
+            "currency",
+            "created",
+            "current_period_end",
+            "canceled_at",
+            "items",
+        ],
+        &[
+            &[
+                "sub_1",
+                "cus_1",
+                "active",
+                "usd",
+                "2025-01-01T00:00:00Z",
+                "2025-02-01T00:00:00Z",
+                "",
+                monthly,
+            ],
+            &[
+                "sub_2",
+                "cus_2",
+                "trialing",
+                "usd",
+                "2025-01-05T00:00:00Z",
+                "",
+                "",
+                monthly,
+            ],
+            &[
+                "sub_3",
+                "cus_3",
+                "active",
+                "eur",
+                "2025-01-07T00:00:00Z",
+                "",
+                "",
+                yearly,
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.chargebee_subscriptions",
+        &[
+            "id",
+            "customer_id",
+            "status",
+            "currency_code",
+            "mrr",
+            "cancelled_at",
+            "_deleted",
+            "source_data",
+        ],
+        &[
+            &[
+                "cbs_1",
+                "cb_1",
+                "cancelled",
+                "USD",
+                "9900",
+                "2025-03-01T00:00:00Z",
+                "false",
+                r#"{"subscription_items":[{"item_price_id":"enterprise-USD-monthly"}]}"#,
+            ],
+            &[
+                "cbs_2",
+                "cb_1",
+                "active",
+                "JPY",
+                "5000",
+                "",
+                "false",
+                r#"{"plan_id":"basic"}"#,
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.stripe_invoices",
+        &[
+            "id",
+            "customer",
+            "subscription",
+            "status",
+            "currency",
+            "amount_due",
+            "amount_paid",
+            "created",
+            "_deleted",
+            "source_data",
+        ],
+        &[
+            &[
+                "in_1",
+                "cus_1",
+                "sub_1",
+                "paid",
+                "usd",
+                "10000",
+                "10000",
+                "2025-01-01T00:00:00Z",
+                "false",
+                r#"{"status_transitions":{"finalized_at":1735693200,"paid_at":1735696800}}"#,
+            ],
+            &[
+                "in_2",
+                "cus_1",
+                "",
+                "draft",
+                "usd",
+                "500",
+                "0",
+                "2025-01-02T00:00:00Z",
+                "true",
+                "{}",
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.chargebee_invoices",
+        &[
+            "id",
+            "customer_id",
+            "subscription_id",
+            "status",
+            "currency_code",
+            "amount_due",
+            "amount_paid",
+            "date",
+            "paid_at",
+        ],
+        &[&[
+            "cbi_1",
+            "cb_1",
+            "cbs_2",
+            "payment_due",
+            "JPY",
+            "5000",
+            "0",
+            "2025-02-01T00:00:00Z",
+            "",
+        ]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.zendesk_users",
+        &["id", "email"],
+        &[&["7", "Hank@Globex.com"], &["8", "someone@acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.zendesk_tickets",
+        &[
+            "id",
+            "subject",
+            "status",
+            "priority",
+            "requester_id",
+            "organization_id",
+            "created_at",
+            "updated_at",
+            "_deleted",
+        ],
+        &[
+            &[
+                "1",
+                "Login broken",
+                "solved",
+                "high",
+                "8",
+                "100",
+                "2025-01-10T00:00:00Z",
+                "2025-01-11T00:00:00Z",
+                "false",
+            ],
+            &[
+                "2",
+                "Invoice question",
+                "open",
+                "normal",
+                "7",
+                "",
+                "2025-01-12T00:00:00Z",
+                "2025-01-12T00:00:00Z",
+                "false",
+            ],
+            &[
+                "3",
+                "Spam",
+                "deleted",
+                "",
+                "7",
+                "",
+                "2025-01-12T00:00:00Z",
+                "",
+                "true",
+            ],
+        ],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+
+    let acme = id_of(&lake, "salesforce", ACME).await;
+    let globex = id_of(&lake, "salesforce", GLOBEX).await;
+    let initech = id_of(&lake, "salesforce", INITECH).await;
+    let name = |rows: Vec<String>| -> Vec<String> {
+        rows.into_iter()
+            .map(|r| {
+                r.replace(&acme, "ACME")
+                    .replace(&globex, "GLOBEX")
+                    .replace(&initech, "INITECH")
+            })
+            .collect()
+    };
+    assert_eq!(
+        name(
+            query(
+                &lake,
+                "SELECT source, source_id, account_id, match_method FROM staging.customer_accounts"
+            )
+            .await
+        ),
+        [
+            "chargebee,cb_1,GLOBEX,name",
+            "stripe,cus_1,ACME,domain",
+            "stripe,cus_2,INITECH,crm_id",
+            "stripe,cus_3,,none",
+            "zendesk,100,ACME,crm_id",
+            "zendesk,200,GLOBEX,domain",
+        ]
+    );
+    assert_eq!(
+        name(query(&lake, "SELECT source_id, account_id, status, plan, round(mrr_usd, 2), currency, CAST(canceled_at AS VARCHAR) FROM staging.subscriptions").await),
+        [
+            "cbs_1,GLOBEX,canceled,enterprise-USD-monthly,0.0,USD,2025-03-01T00:00:00Z",
+            "cbs_2,GLOBEX,active,basic,33.5,JPY,",
+            "sub_1,ACME,active,Pro,100.0,USD,",
+            "sub_2,INITECH,trialing,Pro,0.0,USD,",
+            "sub_3,,active,prod_X,108.0,EUR,",
+        ],
+        "¥5,000 (zero-decimal) at 0.0067; cancelled and trialing subscriptions bill nothing"
+    );
+    let sub1 = id_of(&lake, "stripe", "sub_1").await;
+    assert_eq!(
+        name(query(&lake, "SELECT source_id, account_id, subscription_id, status, amount_due, amount_paid, currency, CAST(issued_at AS VARCHAR), CAST(paid_at AS VARCHAR) FROM staging.invoices").await)
+            .into_iter()
+            .map(|r| r.replace(&sub1, "SUB1"))
+            .collect::<Vec<_>>(),
+        [
+            format!("cbi_1,GLOBEX,{},payment_due,5000.0,0.0,JPY,2025-02-01T00:00:00Z,", id_of(&lake, "chargebee", "cbs_2").await),
+            "in_1,ACME,SUB1,paid,100.0,100.0,USD,2025-01-01T01:00:00Z,2025-01-01T02:00:00Z".to_string(),
+        ]
+    );
+    let hank = query(
+        &lake,
+        "SELECT id FROM staging.contacts WHERE email = 'hank@globex.com'",
+    )
+    .await;
+    assert_eq!(hank.len(), 1);
+    assert_eq!(
+        name(query(&lake, "SELECT source_id, account_id, contact_id, status, priority, CAST(solved_at AS VARCHAR) FROM staging.tickets").await)
+            .into_iter()
+            .map(|r| r.replace(&hank[0], "HANK"))
+            .collect::<Vec<_>>(),
+        [
+            "1,ACME,,solved,high,2025-01-11T00:00:00Z",
+            "2,GLOBEX,HANK,open,normal,",
+        ]
     );
 }

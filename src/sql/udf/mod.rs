@@ -8,6 +8,8 @@
 //! | [`jaro_winkler(a, b)`](jaro_winkler()) | Float64 | string similarity in `[0, 1]` |
 //! | [`stage_normalize(source, raw_stage)`](StageMap) | Utf8 | canonical deal stage from `seeds/stage_mappings.csv` |
 //! | [`business_days(a, b)`](business_days()) | Int64 | weekdays from `a` (inclusive) to `b` (exclusive) |
+//! | [`json_get(json, pointer)`](json_get()) | Utf8 | the value at a JSON Pointer of JSON text |
+//! | [`stripe_mrr(items, currency)`](stripe_mrr()) | Float64 | monthly recurring amount of a Stripe subscription's items |
 //!
 //! Every function is vectorized over Arrow arrays (Utf8, LargeUtf8 and Utf8View for text),
 //! accepts scalar and array arguments alike, and maps a null argument to a null result.
@@ -18,6 +20,7 @@ mod args;
 mod business_days;
 mod error;
 mod jaro_winkler;
+mod json_get;
 mod normalize_company;
 mod normalize_domain;
 mod stage_normalize;
@@ -32,6 +35,7 @@ use datafusion::prelude::SessionContext;
 pub use business_days::business_days;
 pub use error::SeedError;
 pub use jaro_winkler::jaro_winkler;
+pub use json_get::{json_get, stripe_mrr};
 pub use normalize_company::normalize_company;
 pub use normalize_domain::normalize_domain;
 pub use stage_normalize::{STAGE_MAPPINGS_FILE, StageMap, UdfSeeds};
@@ -60,4 +64,6 @@ pub fn register_with(ctx: &SessionContext, seeds: &UdfSeeds) {
     ctx.register_udf(ScalarUDF::new_from_impl(
         business_days::BusinessDays::default(),
     ));
+    ctx.register_udf(ScalarUDF::new_from_impl(json_get::JsonGet::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(json_get::StripeMrr::default()));
 }
