@@ -144,11 +144,25 @@ pub struct AlertsConfig {
     pub min_backoff_ms: Option<u64>,
     /// Per-request timeout in seconds (default 10).
     pub timeout_secs: Option<u64>,
+    /// How long an unchanged alert (same id, severity and title) stays quiet on a channel
+    /// after it was sent there: `"7d"` (the default), `"24h"`; `"0s"` sends it every run.
+    /// Skipped sends are recorded as `suppressed`.
+    pub repeat_after: Option<String>,
 }
 
 impl AlertsConfig {
+    /// Seconds an unchanged alert stays quiet after it was sent ([`Self::repeat_after`]).
+    pub fn repeat_after_secs(&self) -> Result<i64, String> {
+        match &self.repeat_after {
+            None => Ok(DEFAULT_REPEAT_AFTER_SECS),
+            Some(text) => crate::quality::spec::parse_duration(text)
+                .map_err(|e| format!("alerts.repeat_after: {e}")),
+        }
+    }
+
     /// Checks that routes name declared channels.
     pub fn validate(&self) -> Result<(), String> {
+        self.repeat_after_secs()?;
         for (i, r) in self.routes.iter().enumerate() {
             for c in &r.channels {
                 if !self.channels.contains_key(c) {
@@ -210,8 +224,33 @@ pub struct Delivery {
     pub at: DateTime<Utc>,
 }
 
+/// An unchanged alert is re-sent to a channel a week after it was last sent there, by default.
+pub const DEFAULT_REPEAT_AFTER_SECS: i64 = 7 * 86_400;
+
+/// What identifies a sent alert as unchanged: (alert id, severity, title, channel).
+type SentKey = (String, String, String, String);
+
+fn sent_key(alert: &Alert, channel: &str) -> SentKey {
+    (
+        alert.id.clone(),
+        alert.severity.to_string(),
+        alert.title.clone(),
+        channel.to_string(),
+    )
+}
+
 /// Sends every alert to its channels, retrying; never fails: failures are in the result.
 pub async fn deliver(config: &AlertsConfig, alerts: &[Alert]) -> Vec<Delivery> {
+    deliver_except(config, alerts, &std::collections::HashSet::new()).await
+}
+
+/// [`deliver`], except to the channels an unchanged alert was sent to recently (`quiet`):
+/// those are returned as `suppressed`, with no attempt.
+async fn deliver_except(
+    config: &AlertsConfig,
+    alerts: &[Alert],
+    quiet: &std::collections::HashSet<SentKey>,
+) -> Vec<Delivery> {
     let mut out = Vec::new();
     if alerts.is_empty() || config.channels.is_empty() {
         return out;
@@ -232,6 +271,23 @@ pub async fn deliver(config: &AlertsConfig, alerts: &[Alert]) -> Vec<Delivery> {
             let Some(channel) = config.channels.get(&name) else {
                 continue;
             };
+            if quiet.contains(&sent_key(alert, &name)) {
+                tracing::info!(alert = %alert.id, channel = %name, "alert unchanged since it was last sent: suppressed");
+                out.push(Delivery {
+                    alert_id: alert.id.clone(),
+                    workspace_id: alert.workspace_id.clone(),
+                    source: alert.source.clone(),
+                    severity: alert.severity,
+                    title: alert.title.clone(),
+                    channel: name.clone(),
+                    kind: channel.kind(),
+                    status: "suppressed",
+                    attempts: 0,
+                    error: None,
+                    at: Utc::now(),
+                });
+                continue;
+            }
             let (attempts, result) =
                 channels::send_with_retries(&client, config, channel, alert).await;
             let delivery = Delivery {
@@ -260,17 +316,75 @@ pub async fn deliver(config: &AlertsConfig, alerts: &[Alert]) -> Vec<Delivery> {
 }
 
 /// Sends `alerts` and records the deliveries in `ops.alert_deliveries`; a failure to record is
-/// logged, not returned (alerts never fail the run).
+/// logged, not returned (alerts never fail the run). An alert sent unchanged (same id,
+/// severity and title) to a channel within [`AlertsConfig::repeat_after`] is not sent there
+/// again but recorded as `suppressed`, so a check that stays failing does not page every run.
 pub async fn deliver_and_record(
     lake: &Lake,
     config: &AlertsConfig,
     alerts: &[Alert],
 ) -> Vec<Delivery> {
-    let deliveries = deliver(config, alerts).await;
+    let window = config
+        .repeat_after_secs()
+        .unwrap_or(DEFAULT_REPEAT_AFTER_SECS);
+    let quiet = if window > 0 && !alerts.is_empty() {
+        recently_sent(lake, window).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading ops.alert_deliveries failed: no alert is suppressed");
+            Default::default()
+        })
+    } else {
+        Default::default()
+    };
+    let deliveries = deliver_except(config, alerts, &quiet).await;
     if let Err(e) = record(lake, &deliveries).await {
         tracing::error!(error = %e, "recording alert deliveries failed");
     }
     deliveries
+}
+
+/// The (alert, severity, title, channel) sent within the last `window_secs`.
+async fn recently_sent(
+    lake: &Lake,
+    window_secs: i64,
+) -> Result<std::collections::HashSet<SentKey>, crate::sql::SqlError> {
+    use crate::sql::{SessionOptions, SqlSession};
+    let dataset: DatasetRef = DELIVERIES_DATASET.parse().expect("a valid dataset name");
+    let session = SqlSession::open(lake, &SessionOptions::default()).await?;
+    let mut out = std::collections::HashSet::new();
+    if !session.tables().contains(&dataset) {
+        return Ok(out);
+    }
+    let since = Utc::now().timestamp() - window_secs;
+    let batches = session
+        .query(&format!(
+            "SELECT DISTINCT alert_id, severity, title, channel FROM {DELIVERIES_DATASET} \
+             WHERE status = 'sent' AND date_part('epoch', delivered_at) >= {since}"
+        ))
+        .await?
+        .collect()
+        .await
+        .map_err(|source| crate::sql::SqlError::Execution {
+            source: Box::new(source),
+        })?;
+    for b in &batches {
+        let col = |i: usize| {
+            arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+                .ok()
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
+        };
+        let (Some(a), Some(s), Some(t), Some(c)) = (col(0), col(1), col(2), col(3)) else {
+            continue;
+        };
+        for r in 0..b.num_rows() {
+            out.insert((
+                a.value(r).to_string(),
+                s.value(r).to_string(),
+                t.value(r).to_string(),
+                c.value(r).to_string(),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Appends `deliveries` to `ops.alert_deliveries`.

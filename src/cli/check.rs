@@ -145,7 +145,7 @@ pub async fn route(
         return;
     }
     let deliveries = revlake::alerts::deliver_and_record(lake, config, &alerts).await;
-    let failed = deliveries.iter().filter(|d| d.status != "sent").count();
+    let failed = deliveries.iter().filter(|d| d.status == "failed").count();
     if !deliveries.is_empty() {
         println!(
             "alerts: {} raised, {} deliveries, {failed} failed (ops.alert_deliveries)",

@@ -202,7 +202,7 @@ pub async fn run(global: &Global, args: SyncArgs) -> Result<ExitCode> {
             "alerts: {} raised, {} deliveries, {} failed (ops.alert_deliveries)",
             alerts.len(),
             deliveries.len(),
-            deliveries.iter().filter(|d| d.status != "sent").count()
+            deliveries.iter().filter(|d| d.status == "failed").count()
         );
     }
     // The checks of the raw tables that landed (those declaring checks), per workspace.

@@ -47,6 +47,7 @@ fn config(channels: Vec<(&str, ChannelConfig)>) -> AlertsConfig {
         max_attempts: Some(3),
         min_backoff_ms: Some(10),
         timeout_secs: Some(5),
+        repeat_after: None,
     }
 }
 
@@ -407,4 +408,62 @@ async fn a_check_run_raises_one_alert_per_failing_dataset_and_workspace() {
         .await
         .unwrap();
     assert_eq!(revlake::alerts::quality_alerts(&again)[0].id, a.id);
+}
+
+#[tokio::test]
+async fn an_unchanged_alert_is_not_resent_until_it_changes_or_the_window_passes() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let lake = memory_lake().await;
+    let mut c = config(vec![(
+        "hook",
+        ChannelConfig::Webhook {
+            url: format!("{}/x", server.uri()),
+            secret_env: None,
+        },
+    )]);
+    let status = |d: &[revlake::alerts::Delivery]| d.iter().map(|x| x.status).collect::<Vec<_>>();
+    // First run: sent. Second run, same alert: suppressed, nothing posted.
+    assert_eq!(
+        status(&deliver_and_record(&lake, &c, &[alert(Severity::High)]).await),
+        ["sent"]
+    );
+    assert_eq!(
+        status(&deliver_and_record(&lake, &c, &[alert(Severity::High)]).await),
+        ["suppressed"]
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    // It changed (a third check fails, so the title differs): sent again.
+    let mut changed = alert(Severity::High);
+    changed.title = "staging.deals: 3 checks failed".into();
+    assert_eq!(
+        status(&deliver_and_record(&lake, &c, &[changed]).await),
+        ["sent"]
+    );
+    // The same alert at another severity is a change too.
+    assert_eq!(
+        status(&deliver_and_record(&lake, &c, &[alert(Severity::Critical)]).await),
+        ["sent"]
+    );
+    // With no quiet window every run sends.
+    c.repeat_after = Some("0s".into());
+    assert_eq!(
+        status(&deliver_and_record(&lake, &c, &[alert(Severity::High)]).await),
+        ["sent"]
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 4);
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT status, count(*) FROM ops.alert_deliveries GROUP BY status"
+        )
+        .await,
+        ["sent,4", "suppressed,1"]
+    );
+    // A window that is not a duration is refused when the pipeline loads.
+    c.repeat_after = Some("weekly".into());
+    assert!(c.validate().unwrap_err().contains("alerts.repeat_after"));
 }
