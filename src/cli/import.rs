@@ -153,7 +153,7 @@ async fn run_import(global: &Global, args: FileArgs) -> Result<ExitCode> {
     let spinner = progress::spinner(&format!("importing {file}"));
     let bar = spinner.clone();
     let shown = file.clone();
-    let outcome = import_file(&lake, file.clone(), workspace)
+    let outcome = import_file(&lake, file.clone(), workspace.clone())
         .with_dataset(dataset.clone())
         .with_object(args.object.clone())
         .with_map(args.map.clone())
@@ -176,7 +176,17 @@ async fn run_import(global: &Global, args: FileArgs) -> Result<ExitCode> {
     let outcome = outcome.with_context(|| format!("importing {file}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
-        return Ok(ExitCode::SUCCESS);
+        // The table's checks still run (results in ops.quality_results, alerts routed); only
+        // the JSON is printed, and a critical failure still exits 1.
+        let run =
+            revlake::quality::check_written(&lake, &project, &[dataset], Some(&workspace)).await?;
+        let Some(run) = run else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        super::check::send_alerts(&lake, &project, &run).await;
+        return Ok(super::check::exit_after(
+            run.failed_at(revlake::quality::Severity::Critical),
+        ));
     }
     println!(
         "{}: {} rows landed in {} (version {}), {} quarantined",
@@ -213,7 +223,9 @@ async fn run_import(global: &Global, args: FileArgs) -> Result<ExitCode> {
         "  batch {} (undo: revlake import rollback {})",
         outcome.batch_id, outcome.batch_id
     );
-    Ok(ExitCode::SUCCESS)
+    // The checks the table declares gate what reads it, as after a sync.
+    let blocked = super::check::after_stage(&lake, &project, &[dataset], Some(&workspace)).await?;
+    Ok(super::check::exit_after(blocked))
 }
 
 async fn run_rollback(global: &Global, args: RollbackArgs) -> Result<ExitCode> {

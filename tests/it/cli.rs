@@ -292,3 +292,111 @@ fn records_that_cannot_land_are_quarantined_with_their_line_not_dropped() {
     );
     assert_eq!(text(&out.stdout), "id\nd1\nd3\n");
 }
+
+#[test]
+fn an_import_runs_the_checks_its_table_declares_and_a_critical_failure_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+    std::fs::write(
+        dir.path().join("schemas/raw.crm_deals.toml"),
+        r#"description = "Deals exported from the CRM."
+primary_key = ["workspace_id", "id"]
+
+[[columns]]
+name = "workspace_id"
+type = "string"
+nullable = false
+
+[[columns]]
+name = "id"
+type = "string"
+
+[[columns]]
+name = "stage_name"
+type = "string"
+
+[[columns]]
+name = "amount"
+type = "float64"
+
+[[checks]]
+check = "not_null"
+column = "amount"
+severity = "critical"
+
+[[checks]]
+check = "unique"
+columns = ["id"]
+severity = "high"
+"#,
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "id,stage_name,amount\nd1,Prospecting,10\nd2,Prospecting,20\n",
+    )
+    .unwrap();
+    let out = revlake(
+        dir.path(),
+        &lake,
+        &[
+            "import",
+            good.to_str().unwrap(),
+            "--dataset",
+            "raw.crm_deals",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("checks: 2 evaluated, 0 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A file with a missing amount lands (the batch can be rolled back) but fails the gate.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "id,stage_name,amount\nd3,Prospecting,\nd3,Closed Won,5\n",
+    )
+    .unwrap();
+    let out = revlake(
+        dir.path(),
+        &lake,
+        &[
+            "import",
+            bad.to_str().unwrap(),
+            "--dataset",
+            "raw.crm_deals",
+            "--strategy",
+            "append",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("raw.crm_deals.not_null(amount)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("raw.crm_deals.unique(id)"), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("a critical check failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = revlake(
+        dir.path(),
+        &lake,
+        &[
+            "sql",
+            "SELECT check_name, status FROM ops.quality_results ORDER BY check_name, status",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = text(&out.stdout);
+    assert!(body.contains("not_null(amount),fail"), "{body}");
+    assert!(body.contains("not_null(amount),pass"), "{body}");
+}
