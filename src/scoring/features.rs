@@ -650,7 +650,7 @@ mod tests {
         let late = features(&inputs, &reference, &rates, &snaps[1]);
         assert_eq!((early.values[8], early.values[9]), (1.0, 0.0), "day 5");
         assert_eq!((late.values[8], late.values[9]), (1.0, 0.0), "day 20");
-        assert_eq!(inputs.roles_at(0, 26.0 * DAY).blocker, true);
+        assert!(inputs.roles_at(0, 26.0 * DAY).blocker);
         assert_eq!(inputs.roles_at(0, 26.0 * DAY).contacts, 2);
         assert_eq!(inputs.roles_at(0, 5.0 * DAY).contacts, 1);
     }

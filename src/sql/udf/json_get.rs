@@ -104,7 +104,7 @@ fn months(interval: &str, count: f64) -> Option<f64> {
         "year" => 12.0,
         _ => return None,
     };
-    (count > 0.0).then(|| count * per)
+    (count > 0.0).then_some(count * per)
 }
 
 /// The monthly recurring amount, in the currency's major unit, of a Stripe subscription's
