@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod project;
 pub mod quality;
 pub mod scoring;
+pub mod serve;
 pub mod simulate;
 pub mod sources;
 pub mod sql;

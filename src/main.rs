@@ -8,7 +8,9 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    revlake::telemetry::init(args.global.verbosity());
+    // clap admits only the formats `LogFormat` parses.
+    let log_format = args.global.log_format.parse().unwrap_or_default();
+    revlake::telemetry::init(args.global.verbosity(), log_format);
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

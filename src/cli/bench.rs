@@ -23,6 +23,7 @@ pub struct BenchArgs {
 enum BenchWhat {
     Landing(LandingArgs),
     Check(super::bench_check::CheckBenchArgs),
+    Export(super::bench_export::ExportBenchArgs),
 }
 
 /// Time landing a deal-like NDJSON file and CSV file (15 columns) into a fresh local lake, and
@@ -49,6 +50,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
     match args.what {
         BenchWhat::Landing(a) => landing(a).await,
         BenchWhat::Check(a) => super::bench_check::run(&global.project()?, a).await,
+        BenchWhat::Export(a) => super::bench_export::run(&global.project()?, a).await,
     }
 }
 

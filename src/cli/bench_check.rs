@@ -52,7 +52,7 @@ const STAGES: [(&str, &str, f64); 8] = [
 /// The synthetic `staging.deals`: pseudo-random columns from multiplicative hashes of the row
 /// number; 1 in 1000 amounts negative, 1 in 2000 stages unmapped, 1 in 200 without account,
 /// 1 in 5000 owned by a user that does not exist.
-fn deals_sql(n: u64) -> String {
+pub(super) fn deals_sql(n: u64) -> String {
     let accounts = (n / 10).max(1);
     let stage_case = |pick: &dyn Fn(&(&str, &str, f64)) -> String| {
         let arms: Vec<String> = STAGES
@@ -93,7 +93,7 @@ fn deals_sql(n: u64) -> String {
     )
 }
 
-fn accounts_sql(n: u64) -> String {
+pub(super) fn accounts_sql(n: u64) -> String {
     format!(
         "SELECT 'bench' AS workspace_id, concat('a', value) AS id, 'salesforce' AS source, concat('001', value) AS source_id, \
          NULL AS external_ids, NULL AS source_data, NULL AS created_at, NULL AS updated_at, concat('Account ', value) AS name, \
@@ -104,12 +104,12 @@ fn accounts_sql(n: u64) -> String {
     )
 }
 
-const USERS_SQL: &str = "SELECT 'bench' AS workspace_id, concat('u', value) AS id, 'salesforce' AS source, concat('005', value) AS source_id, \
+pub(super) const USERS_SQL: &str = "SELECT 'bench' AS workspace_id, concat('u', value) AS id, 'salesforce' AS source, concat('005', value) AS source_id, \
     NULL AS external_ids, NULL AS source_data, NULL AS created_at, NULL AS updated_at, concat('Rep ', value) AS name, \
     concat('rep', value, '@example.com') AS email, 'AE' AS title, CASE WHEN value = 0 THEN NULL ELSE 'u0' END AS manager_id, true AS is_active \
     FROM range(500)";
 
-async fn write(lake: &Lake, project: &Project, dataset: &str, sql: &str) -> Result<u64> {
+pub(super) async fn write(lake: &Lake, project: &Project, dataset: &str, sql: &str) -> Result<u64> {
     let dataset: DatasetRef = dataset.parse()?;
     let session = SqlSession::open(lake, &SessionOptions::default()).await?;
     let stream = session

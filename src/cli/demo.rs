@@ -1,20 +1,30 @@
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use revlake::generate::{GenerateConfig, generate};
+use revlake::jobs::config::LandStage;
+use revlake::jobs::lease::holder_id;
+use revlake::jobs::scheduler::{LeasedRun, run_leased};
+use revlake::jobs::{Job, RunRequest, RunStatus};
 use revlake::lake::WorkspaceId;
+use revlake::project::Project;
 use revlake::sql::{Format, SessionOptions, SqlSession, output};
 
 use super::{Global, progress};
 
-/// Generate a mid-size org and run the default pipeline over it on the local lake.
+/// Generate a mid-size org and run the whole daily batch over it on the local lake.
 ///
-/// Writes the vendor export files into a temporary folder (kept with --keep), lands them as
-/// raw tables, builds the staging models, and prints what it did and where the outputs are.
+/// Writes the vendor export files into a temporary folder (kept with --keep), then runs the
+/// project's `daily` job with the jobs runner (the same code as `revlake run-job daily`), the
+/// files landed in place of the sync: raw tables → staging models and their checks → mining →
+/// simulation → scoring → alerts → HTML reports → exports (those configured). The run is
+/// recorded in ops.job_runs. Ends with a one-screen summary: rows per stage, failed checks,
+/// alerts, the forecast and where the reports are. Exits 1 when the run did not succeed.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  revlake demo\n  revlake demo --deals 100000 --seed 7 --keep /tmp/org"
+    after_help = "Examples:\n  revlake demo\n  revlake demo --deals 100000 --seed 7 --keep /tmp/org\n  revlake demo --deals 2000 --runs 500\n  revlake history daily --stages"
 )]
 pub struct DemoArgs {
     /// Deals in the generated org.
@@ -29,6 +39,10 @@ pub struct DemoArgs {
     /// The workspace the demo writes.
     #[arg(long, default_value = "demo")]
     workspace: String,
+    /// Monte Carlo runs of the forecast (the daily job's own setting is used by `run-job`;
+    /// fewer keep the demo quick).
+    #[arg(long, default_value_t = 2_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
 }
 
 pub async fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
@@ -68,77 +82,78 @@ pub async fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         out.display()
     );
 
-    // 2. Land them as raw tables.
-    let t = Instant::now();
-    let sync_id = uuid::Uuid::new_v4().to_string();
-    println!("\n2. landing the exports as raw tables");
-    let landed = revlake::pipeline::land_exports(&lake, &out, &workspace, &sync_id, &mut |o| {
-        println!(
-            "   {:<40} {:>9} rows  version {:<3} {}",
-            o.dataset,
-            o.rows,
-            o.version,
-            if o.quarantined > 0 {
-                format!("({} quarantined)", o.quarantined)
-            } else {
-                String::new()
-            }
-        );
-    })
+    // 2. The daily batch, by the jobs runner: the generated files stand in for the sync.
+    let job = demo_job(&project, &out, args.runs)?;
+    println!(
+        "\n2. running the {} job over them: {}",
+        job.name,
+        job.stage_names().join(" → ")
+    );
+    let interrupt = super::jobs::interrupt_on_signal();
+    let spinner = progress::spinner(&format!("{} {workspace}", job.name));
+    let outcome = run_leased(
+        &project,
+        &lake,
+        &job,
+        RunRequest {
+            interrupt: Some(interrupt),
+            ..RunRequest::manual(workspace.clone(), holder_id())
+        },
+        Duration::from_secs(60),
+        &mut |s| {
+            spinner.suspend(|| {
+                println!(
+                    "   {:<11} {:<9} {:>9} rows {:>7.1}s  {}",
+                    s.stage,
+                    s.status,
+                    s.rows,
+                    s.seconds,
+                    s.error.as_deref().unwrap_or(&s.note)
+                )
+            })
+        },
+    )
     .await?;
-    println!(
-        "   {} tables, {} rows in {:.1}s",
-        landed.len(),
-        landed.iter().map(|o| o.rows).sum::<u64>(),
-        t.elapsed().as_secs_f64()
-    );
-
-    // 3. Build the staging models.
-    let t = Instant::now();
-    println!("\n3. building the SQL models (transforms/)");
-    let (runs, checks) =
-        revlake::pipeline::transform_checked(&lake, &project, Some(&workspace), &mut |r| {
-            println!(
-                "   {:<40} {:>9} rows  version {:<3} {:.2}s",
-                r.dataset.to_string(),
-                r.outcome.rows,
-                r.outcome.version,
-                r.elapsed.as_secs_f64()
-            );
-        })
-        .await;
-    let checks = checks?;
-    super::check::print_failures(&checks, "   ");
-    super::check::send_alerts(&lake, &project, &checks).await;
-    let runs = runs?;
-    println!(
-        "   {} models in {:.1}s",
-        runs.len(),
-        t.elapsed().as_secs_f64()
-    );
-    let report_path = project.root.join("datasets/reports/quality.html");
-    if checks.results().next().is_some() {
-        let built = revlake::quality::report::build(&lake, Some(&workspace)).await?;
-        let html =
-            revlake::quality::report::render(&built, revlake::quality::report::ReportFormat::Html)?;
-        std::fs::create_dir_all(report_path.parent().unwrap_or(&project.root))
-            .with_context(|| format!("creating {}", report_path.display()))?;
-        std::fs::write(&report_path, html)
-            .with_context(|| format!("writing {}", report_path.display()))?;
+    spinner.finish_and_clear();
+    let finished = match outcome {
+        LeasedRun::Ran(f) => f,
+        LeasedRun::Refused { holder, expires_at } => bail!(
+            "the {} job for {workspace} is running elsewhere ({holder}, lease until {}): wait for it or use another --workspace",
+            job.name,
+            expires_at.to_rfc3339()
+        ),
+    };
+    if let Err(e) = &finished.recorded {
+        eprintln!("warning: the run could not be recorded in ops.job_runs: {e}");
+    }
+    // What the lake now holds, by layer.
+    let mut by_layer: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for d in lake.datasets().await? {
+        by_layer
+            .entry(d.layer.as_str().to_string())
+            .or_default()
+            .push(d.table.clone());
+    }
+    println!("   the lake now holds:");
+    for (layer, tables) in &by_layer {
         println!(
-            "   quality report: {} ({} checks, {} failed)",
-            report_path.display(),
-            built.checks,
-            built.failed + built.errors
+            "   {layer:<8} {}",
+            tables
+                .iter()
+                .map(|t| format!("{layer}.{t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-
-    // 4. A first look.
-    if runs
+    let built = finished
+        .run
+        .stages
         .iter()
-        .any(|r| r.dataset.to_string() == "staging.deals")
-    {
-        println!("\n4. open pipeline and win rate by stage (staging.deals):");
+        .any(|s| s.stage == "models" && s.status == RunStatus::Succeeded);
+
+    // 3. A first look.
+    if built {
+        println!("\n3. open pipeline and win rate by stage (staging.deals):");
         let session = SqlSession::open(
             &lake,
             &SessionOptions {
@@ -157,11 +172,43 @@ pub async fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         output::write_result(df, Format::Table, &mut stdout).await?;
     }
 
+    super::jobs::print_summary(&finished);
     println!(
-        "\ndone in {:.1}s. Try:\n  revlake tables --lake {}\n  revlake sql --lake {} \"SELECT stage, count(*) FROM staging.deals GROUP BY stage\"",
+        "\ndone in {:.1}s. Try:\n  revlake tables --lake {}\n  revlake history daily --stages --lake {}\n  revlake sql --lake {} \"SELECT stage, count(*) FROM staging.deals GROUP BY stage\"",
         started.elapsed().as_secs_f64(),
+        lake.url(),
         lake.url(),
         lake.url()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if finished.run.status == RunStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
+
+/// The project's `daily` job (else the whole batch with default settings), landing the
+/// generated files from `dir` instead of syncing, with no retries (nothing here is flaky) and
+/// `runs` Monte Carlo runs.
+fn demo_job(project: &Project, dir: &Path, runs: u32) -> Result<Job> {
+    let mut job = match project.jobs.get("daily") {
+        Some(j) => j.clone(),
+        None => Job::parse(
+            "daily",
+            DEFAULT_BATCH,
+            &project.root.join("jobs/daily.toml"),
+        )?,
+    };
+    job.file.stages.sync = None;
+    job.file.stages.land = Some(LandStage {
+        dir: dir.display().to_string(),
+    });
+    job.retries.attempts = 1;
+    if let Some(sim) = job.file.stages.simulation.as_mut() {
+        sim.runs = runs;
+    }
+    Ok(job)
+}
+
+/// The whole batch, when the project has no `jobs/daily.toml`.
+const DEFAULT_BATCH: &str = "[stages.models]\n[stages.mining]\n[stages.simulation]\n[stages.scoring]\n[stages.alerts]\n[stages.report]\ndigest = \"datasets/reports/digest-{workspace}.html\"\n[stages.exports]\n";

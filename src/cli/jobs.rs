@@ -10,7 +10,7 @@ use revlake::jobs::metrics::Metrics;
 use revlake::jobs::runlog::{HistoryQuery, history};
 use revlake::jobs::schedule::{MAX_OCCURRENCES, format_duration, parse_duration};
 use revlake::jobs::scheduler::{self, LeasedRun, SchedulerOptions, run_leased};
-use revlake::jobs::{Job, JobRun, RunRequest, RunStatus, StageRun, Trigger};
+use revlake::jobs::{Finished, Job, JobRun, RunRequest, RunStatus, StageRun, Trigger};
 use revlake::lake::{Lake, WorkspaceId};
 use revlake::project::Project;
 
@@ -34,7 +34,11 @@ pub struct JobsArgs {
 /// the job's [retries] says, all under its timeout. A failed stage ends the run; the run and
 /// every stage (rows, attempts, error) are recorded in ops.job_runs and a failure is alerted
 /// through the pipeline's channels. The job's lease for the workspace is held meanwhile: a
-/// scheduler elsewhere does not start the same job. Exits 1 when a run did not succeed.
+/// scheduler elsewhere does not start the same job, and a run refused because another process
+/// holds it is recorded as skipped. SIGTERM or Ctrl-C stops the stage in progress at once (what
+/// it had not committed is abandoned: every table stays at its last committed version) and
+/// records the run as cancelled. Ends with a summary: rows per stage, failed checks, alerts,
+/// the forecast headline, the reports written, the exports. Exits 1 when a run did not succeed.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  revlake run-job daily\n  revlake run-job hourly_opportunities --workspace acme\n  revlake run-job risk_scores --all-workspaces"
@@ -226,6 +230,139 @@ fn print_stage(indent: &str, s: &StageRun) {
     );
 }
 
+/// `$1.23M`, `$45.6k`, `$789`.
+fn usd(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1e6 {
+        format!("${:.2}M", x / 1e6)
+    } else if a >= 1e3 {
+        format!("${:.1}k", x / 1e3)
+    } else {
+        format!("${x:.0}")
+    }
+}
+
+/// Up to `max` items, then how many more.
+fn capped(items: &[String], max: usize, indent: &str) {
+    for i in items.iter().take(max) {
+        println!("{indent}{i}");
+    }
+    if items.len() > max {
+        println!("{indent}… and {} more", items.len() - max);
+    }
+}
+
+/// The one-screen summary of a run: rows per stage, failed checks, alerts raised, the
+/// forecast headline, the reports written and the exports made.
+pub(super) fn print_summary(f: &Finished) {
+    let (run, sum) = (&f.run, &f.summary);
+    println!(
+        "\n── {} for {}: {} in {:.1}s ──",
+        run.job,
+        run.workspace,
+        run.status,
+        run.seconds()
+    );
+    let rows: Vec<String> = run
+        .stages
+        .iter()
+        .map(|s| match s.status {
+            RunStatus::Succeeded => format!("{} {}", s.stage, s.rows),
+            other => format!("{} ({other})", s.stage),
+        })
+        .collect();
+    println!("rows       {}", rows.join(" · "));
+    println!(
+        "checks     {} evaluated, {} did not pass",
+        sum.checks,
+        sum.failed_checks.len()
+    );
+    capped(&sum.failed_checks, 5, "             ");
+    println!("alerts     {} raised", sum.alerts.len());
+    capped(&sum.alerts, 5, "             ");
+    match &sum.forecast {
+        Some(h) => println!(
+            "forecast   expected bookings {} (P10 {} – P90 {}) from {} open deals worth {}, {} months, {} runs",
+            usd(h.expected),
+            usd(h.p10),
+            usd(h.p90),
+            h.open_deals,
+            usd(h.open_amount),
+            h.months,
+            h.runs
+        ),
+        None => println!("forecast   none (the run had no simulation stage, or it did not finish)"),
+    }
+    if sum.reports.is_empty() {
+        println!("reports    none written");
+    }
+    for (i, r) in sum.reports.iter().enumerate() {
+        println!(
+            "{}{}",
+            if i == 0 { "reports    " } else { "           " },
+            r.display()
+        );
+    }
+    let exports = run.stages.iter().find(|s| s.stage == "exports");
+    match (sum.exports.is_empty(), exports) {
+        (false, _) => {
+            for (i, e) in sum.exports.iter().enumerate() {
+                println!("{}{e}", if i == 0 { "exports    " } else { "           " });
+            }
+        }
+        (true, Some(s)) => println!(
+            "exports    {}",
+            s.error.as_deref().unwrap_or(if s.note.is_empty() {
+                s.status.as_str()
+            } else {
+                &s.note
+            })
+        ),
+        (true, None) => println!("exports    not part of this job"),
+    }
+    if let Some(e) = &run.error {
+        println!("error      {e}");
+    }
+}
+
+/// A flag that turns true on SIGTERM or Ctrl-C, saying so in the log: the run in progress is
+/// then interrupted and recorded as cancelled.
+pub(super) fn interrupt_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = async {
+                match signal(SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            let signal = tokio::select! {
+                _ = term => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+            tracing::warn!(
+                signal,
+                "interrupted: the run in progress stops now and is recorded as cancelled"
+            );
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::warn!(
+                signal = "Ctrl-C",
+                "interrupted: the run in progress stops now and is recorded as cancelled"
+            );
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 fn print_run_summary(run: &JobRun, alerts: usize) {
     println!(
         "{} {} for {}: {} in {:.1}s, {} rows; {} alerts raised; run {} (ops.job_runs)",
@@ -261,9 +398,15 @@ pub async fn run_job(global: &Global, args: RunJobArgs) -> Result<ExitCode> {
         workspaces_of(&args.workspace)?
     };
     let holder = holder_id();
+    let interrupt = interrupt_on_signal();
     let mut failed = 0;
     let mut runs = Vec::new();
     for ws in workspaces {
+        if *interrupt.borrow() {
+            failed += 1;
+            eprintln!("{} for {ws}: not started (interrupted)", job.name);
+            continue;
+        }
         if !args.json {
             println!("{} for {ws}: {}", job.name, job.stage_names().join(" → "));
         }
@@ -273,7 +416,10 @@ pub async fn run_job(global: &Global, args: RunJobArgs) -> Result<ExitCode> {
             &project,
             &lake,
             &job,
-            RunRequest::manual(ws.clone(), holder.clone()),
+            RunRequest {
+                interrupt: Some(interrupt.clone()),
+                ..RunRequest::manual(ws.clone(), holder.clone())
+            },
             Duration::from_secs(60),
             &mut |s| {
                 if !json {
@@ -293,6 +439,7 @@ pub async fn run_job(global: &Global, args: RunJobArgs) -> Result<ExitCode> {
                 }
                 if !args.json {
                     print_run_summary(&f.run, f.alerts);
+                    print_summary(&f);
                 }
                 runs.push(f.run);
             }
@@ -547,6 +694,7 @@ pub async fn backfill(global: &Global, args: BackfillArgs) -> Result<ExitCode> {
                 as_of: Some(*t),
                 holder: holder.clone(),
                 cancel: None,
+                interrupt: None,
             };
             match run_leased(
                 &project,

@@ -4,6 +4,7 @@
 mod backtest;
 mod bench;
 mod bench_check;
+mod bench_export;
 mod bench_mining;
 mod check;
 mod demo;
@@ -20,6 +21,7 @@ mod progress;
 mod report;
 mod run;
 mod score;
+mod serve;
 mod simulate;
 mod sources;
 mod sql;
@@ -65,6 +67,10 @@ pub struct Global {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log lines on stderr: `auto` (text on a terminal, JSON lines otherwise), `text`
+    /// (human-readable) or `json` (one object per line, with the job / stage / model spans).
+    #[arg(long, global = true, env = "REVLAKE_LOG_FORMAT", default_value = "auto", value_parser = ["auto", "text", "json"], value_name = "FORMAT")]
+    pub log_format: String,
 }
 
 impl Global {
@@ -120,6 +126,8 @@ pub enum Command {
     Backfill(jobs::BackfillArgs),
     Status(ops::StatusArgs),
     Doctor(ops::DoctorArgs),
+    Serve(serve::ServeArgs),
+    Keys(serve::KeysArgs),
 }
 
 /// Runs the parsed command on a multi-threaded runtime.
@@ -159,6 +167,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Command::Backfill(a) => jobs::backfill(&args.global, a).await,
             Command::Status(a) => ops::status(&args.global, a).await,
             Command::Doctor(a) => ops::doctor_cmd(&args.global, a).await,
+            Command::Serve(a) => serve::run(&args.global, a).await,
+            Command::Keys(a) => serve::keys(&args.global, a).await,
         }
     })
 }

@@ -14,6 +14,19 @@
 //! select = ["staging.*", "marts.*"]
 //! mode = "merge"
 //!
+//! [exports.emulator]                      # the driver ("connector") protocol, e.g. fakesnow
+//! type = "snowflake"
+//! api = "connector"
+//! account = "test"
+//! user = "loader"
+//! host = "127.0.0.1"
+//! port = 8085
+//! protocol = "http"
+//! database = "ANALYTICS"
+//! schema = "REVLAKE"
+//! stage = "REVLAKE_STAGE"                 # no stage_url: an internal stage, files sent by PUT
+//! auth = { type = "password", password_env = "SNOWFLAKE_PASSWORD" }
+//!
 //! [exports.bq]
 //! type = "bigquery"
 //! project = "acme-analytics"
@@ -118,10 +131,38 @@ fn default_attempts() -> usize {
     5
 }
 
-/// A Snowflake account reached through the SQL API (`/api/v2/statements`).
+/// Which of Snowflake's two HTTP protocols revlake speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SnowflakeApi {
+    /// The SQL API (`POST /api/v2/statements`): stateless, key-pair / OAuth / PAT tokens, no
+    /// `PUT`, so files are loaded from an external stage (`stage_url`).
+    #[default]
+    #[serde(rename = "sql_api", alias = "sql-api")]
+    SqlApi,
+    /// The drivers' protocol (`/session/v1/login-request`, `/queries/v1/query-request`): a
+    /// session, password auth too, and `PUT` to an internal stage (uploads to the presigned URL
+    /// the server answers with). Emulators such as fakesnow speak only this one.
+    #[serde(rename = "connector")]
+    Connector,
+}
+
+impl SnowflakeApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnowflakeApi::SqlApi => "sql_api",
+            SnowflakeApi::Connector => "connector",
+        }
+    }
+}
+
+/// A Snowflake account reached through the SQL API (`/api/v2/statements`) or the connector
+/// protocol (`api = "connector"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnowflakeConfig {
+    /// `sql_api` (default) or `connector`: see [`SnowflakeApi`].
+    #[serde(default)]
+    pub api: SnowflakeApi,
     /// The account identifier (`orgname-accountname`, or the account locator).
     pub account: String,
     /// The login name of the user the key or token belongs to.
@@ -140,8 +181,9 @@ pub struct SnowflakeConfig {
     pub warehouse: Option<String>,
     pub role: Option<String>,
     /// The stage the files are loaded from (without `@`). With `stage_url` it is an external
-    /// stage on that location; without, an internal stage (the plan then holds `PUT` commands,
-    /// which the SQL API does not run).
+    /// stage on that location; without, an internal stage that revlake creates if missing and
+    /// fills with `PUT` (connector protocol only; the SQL API runs no `PUT`, so there it can
+    /// only be planned, the plan holding the `PUT` commands).
     pub stage: String,
     /// Where revlake writes the Parquet files (`s3://`, `gs://`, `az://` or a folder): the
     /// external stage's URL.
@@ -172,6 +214,9 @@ pub enum SnowflakeAuth {
     Oauth { token_env: String },
     /// A programmatic access token in the variable.
     Pat { token_env: String },
+    /// The user's password in the variable (connector protocol only: the SQL API takes no
+    /// passwords).
+    Password { password_env: String },
 }
 
 /// A BigQuery dataset reached through the REST API.
@@ -245,5 +290,20 @@ mode = "append"
             "type = \"bigquery\"\nproject = \"p\"\ndataset = \"d\"\npassword = \"x\"\n",
         );
         assert!(bad.unwrap_err().to_string().contains("password"));
+    }
+
+    #[test]
+    fn the_snowflake_api_defaults_to_the_sql_api_and_takes_the_connector_protocol() {
+        let base = "type = \"snowflake\"\naccount = \"a\"\nuser = \"u\"\ndatabase = \"D\"\nschema = \"S\"\nstage = \"ST\"\nauth = { type = \"password\", password_env = \"P\" }\n";
+        let api = |extra: &str| match toml::from_str::<ExportConfig>(&format!("{base}{extra}")) {
+            Ok(ExportConfig::Snowflake(c)) => Ok(c.api),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(api(""), Ok(SnowflakeApi::SqlApi));
+        assert_eq!(api("api = \"sql-api\"\n"), Ok(SnowflakeApi::SqlApi));
+        assert_eq!(api("api = \"connector\"\n"), Ok(SnowflakeApi::Connector));
+        let e = api("api = \"odbc\"\n").unwrap_err();
+        assert!(e.contains("odbc") && e.contains("connector"), "{e}");
     }
 }

@@ -27,6 +27,15 @@ pub enum ExportError {
         what: String,
         reason: String,
     },
+    /// The warehouse refused the login: account, user or credential (user input, mostly).
+    #[error("export {target}: {warehouse} refused the login at {url} (code {code}): {message}")]
+    Login {
+        target: String,
+        warehouse: &'static str,
+        url: String,
+        code: String,
+        message: String,
+    },
     /// A selector matched nothing the lake has.
     #[error("`{selector}` matches no dataset in the lake; known: {}", known.join(", "))]
     UnknownDataset {
@@ -104,6 +113,7 @@ impl ExportError {
             ExportError::Config { .. }
                 | ExportError::MissingCredential { .. }
                 | ExportError::BadCredential { .. }
+                | ExportError::Login { .. }
                 | ExportError::UnknownDataset { .. }
                 | ExportError::Unmappable { .. }
                 | ExportError::LossyTypeChange { .. }

@@ -7,7 +7,8 @@
 //!
 //! - [`typemap`]: Arrow → Snowflake / BigQuery types and which target types may hold them.
 //! - [`stage`]: the Parquet files of one dataset version.
-//! - [`snowflake`]: DDL, `COPY INTO`, `MERGE`, and the SQL API v2 client.
+//! - [`snowflake`]: DDL, `PUT`, `COPY INTO`, `MERGE`, and the SQL API v2 client.
+//! - [`snowflake_connector`]: Snowflake's driver protocol (login, query, `PUT` uploads).
 //! - [`bigquery`]: schema JSON, load and query jobs, and the REST client.
 //! - [`run_export`]: select, skip versions already exported, stage, load, record in
 //!   `ops.exports`.
@@ -15,8 +16,10 @@
 //! Both warehouses are spoken to over their documented REST APIs with the crate's one reqwest
 //! client: the driver crates available (`snowflake-api`, `gcp-bigquery-client`) pull a second
 //! reqwest major, a second Arrow/object_store family or tonic, and `snowflake-connector-rs`
-//! pulls the RustCrypto RSA stack beside aws-lc-rs; JWTs are signed with `jsonwebtoken` on the
-//! aws-lc-rs rustls already brings.
+//! (1.1) runs no `PUT` file transfer and its key-pair auth pulls the RustCrypto RSA stack
+//! (`rsa`, `pkcs8`) beside aws-lc-rs; so Snowflake's driver protocol is implemented here in
+//! [`snowflake_connector`], small: login, query, result polling, Arrow/JSON rows, `PUT` to a
+//! presigned URL. JWTs are signed with `jsonwebtoken` on the aws-lc-rs rustls already brings.
 
 pub mod bigquery;
 pub mod config;
@@ -25,6 +28,7 @@ pub mod http;
 pub mod keys;
 mod record;
 pub mod snowflake;
+pub mod snowflake_connector;
 pub mod stage;
 pub mod typemap;
 
@@ -34,7 +38,9 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 use datafusion::prelude::{SessionContext, col, lit};
 
-pub use config::{BigQueryConfig, ExportConfig, ExportMode, SnowflakeAuth, SnowflakeConfig};
+pub use config::{
+    BigQueryConfig, ExportConfig, ExportMode, SnowflakeApi, SnowflakeAuth, SnowflakeConfig,
+};
 pub use error::{ExportError, Result};
 pub use record::{EXPORTS_DATASET, last_exported_version};
 pub use stage::{Stage, StagedFile};
@@ -307,6 +313,9 @@ pub async fn run_export(
         error: None,
     };
     let plan_dir = options.plan.clone();
+    // The connector protocol PUTs the files to an internal stage from a local folder, removed
+    // when the run ends.
+    let mut local_files: Option<tempfile::TempDir> = None;
     let stage = match (&plan_dir, config.stage_url()) {
         (Some(dir), _) => Stage::open(&dir.join("files").display().to_string(), &HashMap::new())?,
         (None, Some(url)) => {
@@ -314,11 +323,25 @@ pub async fn run_export(
             opts.extend(options.storage_options.clone());
             Stage::open(url, &opts)?
         }
+        (None, None) if matches!(&config, ExportConfig::Snowflake(c) if c.api == SnowflakeApi::Connector) =>
+        {
+            let dir = tempfile::Builder::new()
+                .prefix("revlake-export-")
+                .tempdir()
+                .map_err(|e| ExportError::Stage {
+                    dataset: "(stage)".into(),
+                    location: std::env::temp_dir().display().to_string(),
+                    reason: format!("creating a folder for the files to PUT: {e}"),
+                })?;
+            let stage = Stage::open(&dir.path().display().to_string(), &HashMap::new())?;
+            local_files = Some(dir);
+            stage
+        }
         (None, None) => {
             return Err(ExportError::Config {
                 target,
                 reason: match config {
-                    ExportConfig::Snowflake(_) => "no stage_url: the SQL API cannot PUT files to an internal stage; create an external stage on a bucket and set stage_url to its URL, or use --plan to get PUT commands for SnowSQL".into(),
+                    ExportConfig::Snowflake(_) => "no stage_url: the SQL API cannot PUT files to an internal stage; set api = \"connector\", or create an external stage on a bucket and set stage_url to its URL, or use --plan to get PUT commands for SnowSQL".into(),
                     ExportConfig::Bigquery(_) => "no stage_url: BigQuery loads from GCS; set stage_url = \"gs://bucket/prefix/\"".into(),
                 },
             });
@@ -335,7 +358,7 @@ pub async fn run_export(
     let client = match (&plan_dir, &config) {
         (Some(_), _) => Client::Plan,
         (None, ExportConfig::Snowflake(c)) => Client::Snowflake(Box::new(
-            snowflake::SnowflakeClient::connect(&target, c, http)?,
+            snowflake::SnowflakeClient::connect(&target, c, http).await?,
         )),
         (None, ExportConfig::Bigquery(c)) => Client::BigQuery(Box::new(
             bigquery::BigQueryClient::connect(&target, c, http).await?,
@@ -375,6 +398,7 @@ pub async fn run_export(
             }
         }
     }
+    drop(local_files);
     if plan_dir.is_none() && !run.outcomes.is_empty() {
         run.recorded_version = record::record(lake, &run, &ws_key).await?;
     }

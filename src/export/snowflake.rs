@@ -6,18 +6,25 @@
 //! target (`MERGE INTO` on the primary key, `INSERT`, or `INSERT OVERWRITE`), and the load
 //! table is dropped. A failure before that statement leaves the target as it was.
 //!
-//! The SQL API (`POST /api/v2/statements`) is used rather than a driver crate: see the module
-//! docs of [`super`]. It runs no `PUT`, so an internal stage (no `stage_url`) can only be
-//! planned: the plan holds the `PUT` commands for SnowSQL.
+//! Two protocols, chosen by `api` in the target's configuration:
+//! - the SQL API (`POST /api/v2/statements`, the default): stateless, key-pair / OAuth / PAT.
+//!   It runs no `PUT`, so it loads from an external stage (`stage_url`); an internal stage can
+//!   only be planned, the plan holding the `PUT` commands for SnowSQL;
+//! - the drivers' connector protocol ([`super::snowflake_connector`]): a session, password auth
+//!   too, and an internal stage (no `stage_url`) that revlake creates if missing
+//!   (`CREATE STAGE IF NOT EXISTS`) and fills with `PUT` before the `COPY INTO`.
+//!
+//! Neither uses a driver crate: see the module docs of [`super`].
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::config::{SnowflakeAuth, SnowflakeConfig, base_url};
+use super::config::{SnowflakeApi, SnowflakeAuth, SnowflakeConfig, base_url};
 use super::error::{ExportError, Result};
 use super::http::{env_content, env_var, send};
 use super::keys::RsaKey;
+use super::snowflake_connector::{ConnectorSession, Credential};
 use super::typemap::{snowflake_holds, snowflake_normalize, snowflake_type};
 use super::{DatasetLoad, ExportMode};
 use crate::project::WORKSPACE_COLUMN;
@@ -62,14 +69,33 @@ impl SnowflakeSql<'_> {
     }
 
     fn stage(&self) -> String {
+        format!("@{}", self.stage_name())
+    }
+
+    /// The stage, qualified by database and schema unless the configuration qualified it.
+    fn stage_name(&self) -> String {
         if self.config.stage.contains('.') {
-            format!("@{}", self.config.stage)
+            self.config.stage.clone()
         } else {
             format!(
-                "@{}.{}.{}",
+                "{}.{}.{}",
                 self.config.database, self.config.schema, self.config.stage
             )
         }
+    }
+
+    /// Whether the files go to an internal stage by `PUT` (no `stage_url`).
+    pub fn internal_stage(&self) -> bool {
+        self.config.stage_url.is_none()
+    }
+
+    /// The internal stage, created when missing; server-side encryption only, so a `PUT` needs
+    /// no client-side encryption.
+    pub fn create_stage(&self) -> String {
+        format!(
+            "CREATE STAGE IF NOT EXISTS {} ENCRYPTION = (TYPE = 'SNOWFLAKE_SSE')",
+            self.stage_name()
+        )
     }
 
     /// `(name, type)` of each column, mapped.
@@ -133,26 +159,34 @@ impl SnowflakeSql<'_> {
         ))
     }
 
-    /// `PUT` commands for an internal stage (for SnowSQL; the SQL API does not run them).
+    /// `PUT` commands for an internal stage, the files being under `local_root` (run by the
+    /// connector protocol; the SQL API does not run them, SnowSQL does).
     pub fn puts(&self, local_root: &str) -> Vec<String> {
         self.load
             .files
             .iter()
             .map(|f| {
-                let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
-                format!(
-                    "PUT 'file://{}/{}' {}/{dir}/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE",
-                    local_root.trim_end_matches('/'),
-                    f.path,
-                    self.stage()
+                self.put(
+                    &format!("{}/{}", local_root.trim_end_matches('/'), f.path),
+                    &f.path,
                 )
             })
             .collect()
     }
 
+    /// The `PUT` of the local file `local` as `path` under the stage.
+    pub fn put(&self, local: &str, path: &str) -> String {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        format!(
+            "PUT 'file://{}' {}/{dir}/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE",
+            local.replace('\\', "/").replace('\'', "\\'"),
+            self.stage()
+        )
+    }
+
     pub fn copy_into(&self) -> String {
         format!(
-            "COPY INTO {}\nFROM {}/{}/\nFILE_FORMAT = (TYPE = PARQUET)\nMATCH_BY_COLUMN_NAME = CASE_INSENSITIVE\nON_ERROR = ABORT_STATEMENT",
+            "COPY INTO {}\nFROM {}/{}/\nFILE_FORMAT = (TYPE = PARQUET)\nMATCH_BY_COLUMN_NAME = CASE_INSENSITIVE\nON_ERROR = ABORT_STATEMENT\nFORCE = TRUE",
             self.load_table(),
             self.stage(),
             self.load.prefix
@@ -172,24 +206,45 @@ impl SnowflakeSql<'_> {
             .join(", ")
     }
 
-    /// The one statement that moves the loaded rows into the target, by mode.
+    /// The one statement that moves the loaded rows into the target, by mode (a transaction
+    /// block of several, `BEGIN; …; COMMIT;`, for the replace of one workspace).
     pub fn apply(&self) -> Result<String> {
+        let steps = self.apply_steps()?;
+        Ok(if steps.len() > 1 {
+            format!("{};", steps.join(";\n"))
+        } else {
+            steps.concat()
+        })
+    }
+
+    /// The statements that move the loaded rows into the target, one by one (a session runs
+    /// the transaction block statement by statement).
+    pub fn apply_steps(&self) -> Result<Vec<String>> {
         let cols = self.column_list(None);
         let target = self.target();
         let load = self.load_table();
         Ok(match (self.load.mode, &self.load.workspace) {
             (ExportMode::Append, _) => {
-                format!("INSERT INTO {target} ({cols})\nSELECT {cols} FROM {load}")
+                vec![format!(
+                    "INSERT INTO {target} ({cols})\nSELECT {cols} FROM {load}"
+                )]
             }
             (ExportMode::Replace, None) => {
-                format!("INSERT OVERWRITE INTO {target} ({cols})\nSELECT {cols} FROM {load}")
+                vec![format!(
+                    "INSERT OVERWRITE INTO {target} ({cols})\nSELECT {cols} FROM {load}"
+                )]
             }
-            (ExportMode::Replace, Some(ws)) => format!(
-                "BEGIN;\nDELETE FROM {target} WHERE {} = {};\nINSERT INTO {target} ({cols})\nSELECT {cols} FROM {load};\nCOMMIT;",
-                ident(WORKSPACE_COLUMN),
-                literal(ws.as_str())
-            ),
-            (ExportMode::Merge, _) => super::merge_sql(
+            (ExportMode::Replace, Some(ws)) => vec![
+                "BEGIN".to_string(),
+                format!(
+                    "DELETE FROM {target} WHERE {} = {}",
+                    ident(WORKSPACE_COLUMN),
+                    literal(ws.as_str())
+                ),
+                format!("INSERT INTO {target} ({cols})\nSELECT {cols} FROM {load}"),
+                "COMMIT".to_string(),
+            ],
+            (ExportMode::Merge, _) => vec![super::merge_sql(
                 "MERGE INTO",
                 &target,
                 &load,
@@ -197,7 +252,7 @@ impl SnowflakeSql<'_> {
                 &self.load.primary_key,
                 "t.",
                 ident,
-            ),
+            )],
         })
     }
 
@@ -216,7 +271,8 @@ impl SnowflakeSql<'_> {
             ),
             self.create_load_table()?,
         ];
-        if let Some(root) = local_root.filter(|_| self.config.stage_url.is_none()) {
+        if let Some(root) = local_root.filter(|_| self.internal_stage()) {
+            out.push(self.create_stage());
             out.extend(self.puts(root));
         }
         out.push(self.copy_into());
@@ -286,67 +342,15 @@ pub struct ResultSet {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
-/// A client of the SQL API for one target.
-pub struct SnowflakeClient {
+/// The SQL API's endpoint and bearer token.
+struct SqlApi {
     http: reqwest::Client,
     base: String,
     token: String,
     token_type: &'static str,
-    config: SnowflakeConfig,
-    target: String,
 }
 
-impl SnowflakeClient {
-    /// Resolves credentials from the environment (naming the variable when missing).
-    pub fn connect(target: &str, config: &SnowflakeConfig, http: reqwest::Client) -> Result<Self> {
-        let host = config.host.clone().unwrap_or_else(|| {
-            format!(
-                "{}.snowflakecomputing.com",
-                config.account.to_ascii_lowercase()
-            )
-        });
-        let (token, token_type) = match &config.auth {
-            SnowflakeAuth::KeyPair { private_key_env } => {
-                let pem = env_content(target, private_key_env, "the Snowflake private key")?;
-                let key = RsaKey::from_pem(&pem).map_err(|reason| ExportError::BadCredential {
-                    target: target.into(),
-                    what: format!("the private key in {private_key_env}"),
-                    reason,
-                })?;
-                let claims = jwt_claims(
-                    &config.account,
-                    &config.user,
-                    &key.fingerprint(),
-                    chrono::Utc::now().timestamp(),
-                );
-                let jwt = key
-                    .sign(&claims)
-                    .map_err(|reason| ExportError::BadCredential {
-                        target: target.into(),
-                        what: format!("the private key in {private_key_env}"),
-                        reason,
-                    })?;
-                (jwt, "KEYPAIR_JWT")
-            }
-            SnowflakeAuth::Oauth { token_env } => (
-                env_var(target, token_env, "the Snowflake OAuth token")?,
-                "OAUTH",
-            ),
-            SnowflakeAuth::Pat { token_env } => (
-                env_var(target, token_env, "the Snowflake programmatic access token")?,
-                "PROGRAMMATIC_ACCESS_TOKEN",
-            ),
-        };
-        Ok(Self {
-            http,
-            base: base_url(&config.protocol, &host, config.port),
-            token: token.trim().to_string(),
-            token_type,
-            config: config.clone(),
-            target: target.to_string(),
-        })
-    }
-
+impl SqlApi {
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, url)
@@ -360,7 +364,13 @@ impl SnowflakeClient {
     }
 
     /// Runs `statement` to completion (polling while the API answers 202), for `dataset`.
-    pub async fn execute(&self, dataset: &str, statement: &str) -> Result<ResultSet> {
+    async fn execute(
+        &self,
+        config: &SnowflakeConfig,
+        target: &str,
+        dataset: &str,
+        statement: &str,
+    ) -> Result<ResultSet> {
         let url = format!("{}/api/v2/statements", self.base);
         let request_id = uuid::Uuid::new_v4().to_string();
         let statements = if statement.starts_with("BEGIN;") {
@@ -371,20 +381,20 @@ impl SnowflakeClient {
         let mut body = json!({
             "statement": statement,
             "timeout": 3600,
-            "database": self.config.database,
-            "schema": self.config.schema,
+            "database": config.database,
+            "schema": config.schema,
         });
-        if let Some(w) = &self.config.warehouse {
+        if let Some(w) = &config.warehouse {
             body["warehouse"] = json!(w);
         }
-        if let Some(r) = &self.config.role {
+        if let Some(r) = &config.role {
             body["role"] = json!(r);
         }
         if statements > 1 {
             body["parameters"] = json!({"MULTI_STATEMENT_COUNT": statements.to_string()});
         }
-        tracing::info!(target_name = %self.target, dataset, statement, "snowflake statement");
-        let mut reply = send(WAREHOUSE, &url, self.config.max_attempts, || {
+        tracing::info!(target_name = %target, dataset, statement, "snowflake statement");
+        let mut reply = send(WAREHOUSE, &url, config.max_attempts, || {
             self.request(reqwest::Method::POST, &url)
                 .query(&[("requestId", request_id.as_str()), ("retry", "true")])
                 .json(&body)
@@ -398,9 +408,9 @@ impl SnowflakeClient {
             if handle.is_empty() {
                 return Err(self.refused(dataset, statement, &reply.body, 202));
             }
-            tokio::time::sleep(Duration::from_millis(self.config.poll_ms)).await;
+            tokio::time::sleep(Duration::from_millis(config.poll_ms)).await;
             let status_url = format!("{}/api/v2/statements/{handle}", self.base);
-            reply = send(WAREHOUSE, &status_url, self.config.max_attempts, || {
+            reply = send(WAREHOUSE, &status_url, config.max_attempts, || {
                 self.request(reqwest::Method::GET, &status_url)
             })
             .await?;
@@ -460,6 +470,113 @@ impl SnowflakeClient {
             statement: statement.to_string(),
         }
     }
+}
+
+enum Transport {
+    SqlApi(SqlApi),
+    Connector(ConnectorSession),
+}
+
+/// A client of one Snowflake target, over the SQL API or the connector protocol.
+pub struct SnowflakeClient {
+    transport: Transport,
+    config: SnowflakeConfig,
+    target: String,
+}
+
+/// The credential the configuration names, read from the environment (naming the variable
+/// when it is missing); a key pair becomes a signed JWT.
+fn credential(target: &str, config: &SnowflakeConfig) -> Result<Credential> {
+    Ok(match &config.auth {
+        SnowflakeAuth::KeyPair { private_key_env } => {
+            let pem = env_content(target, private_key_env, "the Snowflake private key")?;
+            let bad = |reason| ExportError::BadCredential {
+                target: target.into(),
+                what: format!("the private key in {private_key_env}"),
+                reason,
+            };
+            let key = RsaKey::from_pem(&pem).map_err(bad)?;
+            let claims = jwt_claims(
+                &config.account,
+                &config.user,
+                &key.fingerprint(),
+                chrono::Utc::now().timestamp(),
+            );
+            Credential::Jwt(key.sign(&claims).map_err(bad)?)
+        }
+        SnowflakeAuth::Oauth { token_env } => Credential::Oauth(
+            env_var(target, token_env, "the Snowflake OAuth token")?
+                .trim()
+                .to_string(),
+        ),
+        SnowflakeAuth::Pat { token_env } => Credential::Pat(
+            env_var(target, token_env, "the Snowflake programmatic access token")?
+                .trim()
+                .to_string(),
+        ),
+        SnowflakeAuth::Password { password_env } => {
+            Credential::Password(env_var(target, password_env, "the Snowflake password")?)
+        }
+    })
+}
+
+impl SnowflakeClient {
+    /// Resolves credentials from the environment (naming the variable when missing); with the
+    /// connector protocol, logs in.
+    pub async fn connect(
+        target: &str,
+        config: &SnowflakeConfig,
+        http: reqwest::Client,
+    ) -> Result<Self> {
+        let host = config.host.clone().unwrap_or_else(|| {
+            format!(
+                "{}.snowflakecomputing.com",
+                config.account.to_ascii_lowercase()
+            )
+        });
+        let base = base_url(&config.protocol, &host, config.port);
+        let credential = credential(target, config)?;
+        let transport = match (config.api, credential) {
+            (SnowflakeApi::Connector, credential) => Transport::Connector(
+                ConnectorSession::login(target, config, &base, &credential, http).await?,
+            ),
+            (SnowflakeApi::SqlApi, credential) => {
+                let (token, token_type) = match credential {
+                    Credential::Jwt(t) => (t, "KEYPAIR_JWT"),
+                    Credential::Oauth(t) => (t, "OAUTH"),
+                    Credential::Pat(t) => (t, "PROGRAMMATIC_ACCESS_TOKEN"),
+                    Credential::Password(_) => {
+                        return Err(ExportError::Config {
+                            target: target.into(),
+                            reason: "the SQL API takes no password: use auth type key_pair, oauth or pat, or set api = \"connector\"".into(),
+                        });
+                    }
+                };
+                Transport::SqlApi(SqlApi {
+                    http,
+                    base,
+                    token,
+                    token_type,
+                })
+            }
+        };
+        Ok(Self {
+            transport,
+            config: config.clone(),
+            target: target.to_string(),
+        })
+    }
+
+    /// Runs one statement (a `BEGIN; …; COMMIT;` block as one request of the SQL API).
+    pub async fn execute(&self, dataset: &str, statement: &str) -> Result<ResultSet> {
+        match &self.transport {
+            Transport::SqlApi(api) => {
+                api.execute(&self.config, &self.target, dataset, statement)
+                    .await
+            }
+            Transport::Connector(session) => session.execute(dataset, statement).await,
+        }
+    }
 
     /// Loads one staged dataset; returns the statements run, in order.
     pub async fn load(&self, load: &DatasetLoad) -> Result<Vec<String>> {
@@ -486,19 +603,70 @@ impl SnowflakeClient {
             self.execute(&dataset, &alter).await?;
             ran.push(alter);
         }
-        let steps = [sql.create_load_table()?, sql.copy_into(), sql.apply()?];
-        for step in steps {
-            if let Err(e) = self.execute(&dataset, &step).await {
-                // The target is untouched; the load table goes (best effort).
-                let _ = self.execute(&dataset, &sql.drop_load_table()).await;
-                return Err(e);
-            }
-            ran.push(step);
+        let create_load = sql.create_load_table()?;
+        self.execute(&dataset, &create_load).await?;
+        ran.push(create_load);
+        // From here on a failure drops the load table (best effort); the target is untouched
+        // until the statements that move the rows, which run as one statement or transaction.
+        if let Err(e) = self.fill_and_apply(&sql, &dataset, &mut ran).await {
+            let _ = self.execute(&dataset, &sql.drop_load_table()).await;
+            return Err(e);
         }
         let drop = sql.drop_load_table();
         self.execute(&dataset, &drop).await?;
         ran.push(drop);
         Ok(ran)
+    }
+
+    /// `PUT` (internal stage), `COPY INTO` the load table, then the statements of the mode.
+    async fn fill_and_apply(
+        &self,
+        sql: &SnowflakeSql<'_>,
+        dataset: &str,
+        ran: &mut Vec<String>,
+    ) -> Result<()> {
+        if sql.internal_stage() {
+            let Transport::Connector(session) = &self.transport else {
+                return Err(ExportError::Config {
+                    target: self.target.clone(),
+                    reason: "no stage_url: the SQL API cannot PUT files to an internal stage; set api = \"connector\", or create an external stage on a bucket and set stage_url to its URL".into(),
+                });
+            };
+            let create = sql.create_stage();
+            session.execute(dataset, &create).await?;
+            ran.push(create);
+            for file in &sql.load.files {
+                let put = sql.put(&file.url, &file.path);
+                session
+                    .put(dataset, &put, std::path::Path::new(&file.url))
+                    .await?;
+                ran.push(put);
+            }
+        }
+        let copy = sql.copy_into();
+        self.execute(dataset, &copy).await?;
+        ran.push(copy);
+        match &self.transport {
+            Transport::SqlApi(_) => {
+                let apply = sql.apply()?;
+                self.execute(dataset, &apply).await?;
+                ran.push(apply);
+            }
+            Transport::Connector(session) => {
+                let steps = sql.apply_steps()?;
+                let in_transaction = steps.first().is_some_and(|s| s == "BEGIN");
+                for step in steps {
+                    if let Err(e) = session.execute(dataset, &step).await {
+                        if in_transaction {
+                            let _ = session.execute(dataset, "ROLLBACK").await;
+                        }
+                        return Err(e);
+                    }
+                    ran.push(step);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -535,7 +703,40 @@ auth = { type = "oauth", token_env = "T" }
         );
         assert_eq!(
             sql.copy_into(),
-            "COPY INTO ANALYTICS.REVLAKE.\"DEALS__REVLAKE_LOAD\"\nFROM @ANALYTICS.REVLAKE.REVLAKE_STAGE/acme/staging.deals/v3/\nFILE_FORMAT = (TYPE = PARQUET)\nMATCH_BY_COLUMN_NAME = CASE_INSENSITIVE\nON_ERROR = ABORT_STATEMENT"
+            "COPY INTO ANALYTICS.REVLAKE.\"DEALS__REVLAKE_LOAD\"\nFROM @ANALYTICS.REVLAKE.REVLAKE_STAGE/acme/staging.deals/v3/\nFILE_FORMAT = (TYPE = PARQUET)\nMATCH_BY_COLUMN_NAME = CASE_INSENSITIVE\nON_ERROR = ABORT_STATEMENT\nFORCE = TRUE"
+        );
+    }
+
+    #[test]
+    fn an_internal_stage_is_created_and_filled_by_put_before_the_copy() {
+        let mut c = config();
+        c.stage_url = None;
+        let load = sample_load(ExportMode::Merge, None);
+        let sql = SnowflakeSql {
+            config: &c,
+            load: &load,
+        };
+        let plan = sql.plan(Some("/tmp/plan/files/")).unwrap();
+        let heads: Vec<&str> = plan.iter().map(|s| s.lines().next().unwrap()).collect();
+        assert_eq!(
+            heads[3..6],
+            [
+                "CREATE STAGE IF NOT EXISTS ANALYTICS.REVLAKE.REVLAKE_STAGE ENCRYPTION = (TYPE = 'SNOWFLAKE_SSE')",
+                "PUT 'file:///tmp/plan/files/acme/staging.deals/v3/part-00000.parquet' @ANALYTICS.REVLAKE.REVLAKE_STAGE/acme/staging.deals/v3/ AUTO_COMPRESS = FALSE OVERWRITE = TRUE",
+                "COPY INTO ANALYTICS.REVLAKE.\"DEALS__REVLAKE_LOAD\"",
+            ]
+        );
+        // An external stage has nothing to create or PUT.
+        let c = config();
+        let sql = SnowflakeSql {
+            config: &c,
+            load: &load,
+        };
+        let plan = sql.plan(Some("/tmp/plan/files/")).unwrap();
+        assert!(
+            !plan
+                .iter()
+                .any(|s| s.starts_with("PUT") || s.starts_with("CREATE STAGE"))
         );
     }
 
@@ -567,6 +768,11 @@ auth = { type = "oauth", token_env = "T" }
             "BEGIN;\nDELETE FROM ANALYTICS.REVLAKE.\"DEALS\" WHERE \"WORKSPACE_ID\" = 'acme';"
         ));
         assert!(apply.ends_with("COMMIT;"));
+        // A session runs the same block statement by statement.
+        let steps = sql.apply_steps().unwrap();
+        assert_eq!(steps.len(), 4);
+        assert_eq!((steps[0].as_str(), steps[3].as_str()), ("BEGIN", "COMMIT"));
+        assert_eq!(apply, format!("{};", steps.join(";\n")));
         let load = sample_load(ExportMode::Replace, None);
         let sql = SnowflakeSql {
             config: &c,
@@ -597,6 +803,34 @@ auth = { type = "oauth", token_env = "T" }
         assert!(e.contains("staging.deals") && e.contains("`amount`"), "{e}");
         assert!(
             e.contains("NUMBER(38,0)") && e.contains("NUMBER(18,2)"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sql_api_refuses_a_password_and_a_missing_variable_is_named() {
+        let mut c = config();
+        c.auth = SnowflakeAuth::Password {
+            password_env: "REVLAKE_UT_SF_PASSWORD_1".into(),
+        };
+        let e = SnowflakeClient::connect("sf", &c, reqwest::Client::new())
+            .await
+            .err()
+            .unwrap();
+        assert!(e.is_user_error());
+        assert!(
+            e.to_string()
+                .contains("environment variable REVLAKE_UT_SF_PASSWORD_1 is not set"),
+            "{e}"
+        );
+        unsafe { std::env::set_var("REVLAKE_UT_SF_PASSWORD_1", "pw") };
+        let e = SnowflakeClient::connect("sf", &c, reqwest::Client::new())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("the SQL API takes no password") && e.contains("api = \"connector\""),
             "{e}"
         );
     }

@@ -8,6 +8,7 @@
 //! timezone = "UTC"
 //! timeout = "30m"
 //! missed = "skip"            # or "catch_up_once"
+//! lease_margin = "1m"        # the lease outlives the timeout by this (a crashed run's lock)
 //!
 //! [retries]
 //! attempts = 3               # tries per stage
@@ -57,6 +58,10 @@ pub struct JobFile {
     /// The longest a run may take; it is then stopped and recorded as timed out.
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// How long the job's lease outlives its timeout (default: the runner's, one minute). A
+    /// run holds the lease for `timeout + lease_margin`; if its process dies, others may take
+    /// the job over after that.
+    pub lease_margin: Option<String>,
     /// Runs missed while no scheduler was up: `skip` or `catch_up_once`.
     #[serde(default)]
     pub missed: MissedPolicy,
@@ -326,6 +331,8 @@ pub struct Job {
     pub file: JobFile,
     pub schedule: Option<Schedule>,
     pub timeout: Duration,
+    /// `lease_margin`, when the file sets it.
+    pub lease_margin: Option<Duration>,
     pub retries: Retries,
     pub workspaces: Vec<WorkspaceId>,
 }
@@ -401,6 +408,12 @@ impl Job {
         if timeout.is_zero() {
             return Err(err("timeout", "must be longer than zero".into()));
         }
+        let lease_margin = file
+            .lease_margin
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|m| err("lease_margin", m))?;
         if file.retries.attempts == 0 {
             return Err(err("attempts", "must be at least 1 (1 = no retry)".into()));
         }
@@ -436,6 +449,7 @@ impl Job {
             file,
             schedule,
             timeout,
+            lease_margin,
             retries,
             workspaces,
         })
@@ -476,6 +490,27 @@ impl Job {
                             .cloned()
                             .collect::<Vec<_>>()
                             .join(", ")
+                    )));
+                }
+            }
+        }
+        if let Some(exports) = &self.file.stages.exports {
+            for t in &exports.targets {
+                if !pipeline.file.exports.contains_key(t) {
+                    return Err(invalid(format!(
+                        "stages.exports.targets: pipeline `{}` has no export `{t}` (exports: {})",
+                        pipeline.name,
+                        if pipeline.file.exports.is_empty() {
+                            "none".to_string()
+                        } else {
+                            pipeline
+                                .file
+                                .exports
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
                     )));
                 }
             }
@@ -602,6 +637,13 @@ select = ["staging.deals+"]
         assert_eq!(job.retries.delay(2), Duration::from_secs(20));
         assert_eq!(job.retries.delay(5), Duration::from_secs(60));
         assert_eq!(job.file.alerts.severity, Severity::High);
+        assert_eq!(job.lease_margin, None);
+        let job = parse("lease_margin = \"2s\"\n[stages.mining]\n").unwrap();
+        assert_eq!(job.lease_margin, Some(Duration::from_secs(2)));
+        let e = parse("lease_margin = \"later\"\n[stages.mining]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("jobs/hourly.toml:1: lease_margin:"), "{e}");
     }
 
     #[test]
@@ -665,6 +707,14 @@ select = ["staging.deals+"]
         let e = job.validate_refs(&pipelines).unwrap_err().to_string();
         assert!(
             e.contains("jobs/hourly.toml: stages.sync.connections"),
+            "{e}"
+        );
+        let job = parse("[stages.exports]\ntargets = [\"sf\"]\n").unwrap();
+        let e = job.validate_refs(&pipelines).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "stages.exports.targets: pipeline `default` has no export `sf` (exports: none)"
+            ),
             "{e}"
         );
         let job = parse("[alerts]\nchannels = [\"pd\"]\n[stages.mining]\n").unwrap();

@@ -2,7 +2,8 @@
 //! shut down.
 //!
 //! - No overlap: a tick that finds the previous run of the same job and workspace still going
-//!   is skipped (and counted); across processes and machines the job's lease decides.
+//!   is skipped (and counted); across processes and machines the job's lease decides, and a
+//!   run the lease refused is recorded in `ops.job_runs` as `skipped`, naming the holder.
 //! - Missed runs: on start, the occurrences since the last recorded run (`ops.job_runs`) are
 //!   skipped or caught up once, as each job's `missed` says.
 //! - Shutdown: no new run starts; runs in progress stop after their current stage (each stage
@@ -20,7 +21,7 @@ use super::Result;
 use super::config::Job;
 use super::lease::{Acquired, Leases};
 use super::metrics::Metrics;
-use super::runlog::{self, JobRun, StageRun, Trigger};
+use super::runlog::{self, JobRun, RunStatus, StageRun, Trigger};
 use super::runner::{Finished, RunRequest, run_job};
 use super::schedule::{MissedPolicy, Schedule, missed_runs};
 use crate::lake::{Lake, WorkspaceId};
@@ -73,7 +74,7 @@ pub enum LeasedRun {
 }
 
 /// Runs `job` for `request.workspace` if its lease is free, holding the lease for the job's
-/// timeout plus `margin`, then releasing it.
+/// timeout plus its `lease_margin` (else `margin`), then releasing it.
 pub async fn run_leased(
     project: &Project,
     lake: &Lake,
@@ -83,7 +84,9 @@ pub async fn run_leased(
     on_stage: &mut (dyn FnMut(&StageRun) + Send),
 ) -> Result<LeasedRun> {
     let leases = Leases::for_lake(lake)?;
-    let ttl = job.timeout.saturating_add(margin);
+    let ttl = job
+        .timeout
+        .saturating_add(job.lease_margin.unwrap_or(margin));
     let lease = match leases
         .acquire(
             &job.name,
@@ -96,6 +99,7 @@ pub async fn run_leased(
     {
         Acquired::Held(l) => l,
         Acquired::Refused { holder, expires_at } => {
+            record_refused(lake, job, &request, &holder, expires_at).await;
             return Ok(LeasedRun::Refused { holder, expires_at });
         }
     };
@@ -104,6 +108,38 @@ pub async fn run_leased(
         tracing::warn!(job = %job.name, error = %e, "releasing the lease failed; it expires by itself");
     }
     Ok(LeasedRun::Ran(Box::new(finished)))
+}
+
+/// Records a run that did not start because `holder` holds the lease: status `skipped`, no
+/// stages, the holder named in the error. Best effort: a failure is logged.
+async fn record_refused(
+    lake: &Lake,
+    job: &Job,
+    request: &RunRequest,
+    holder: &str,
+    expires_at: DateTime<Utc>,
+) {
+    let now = Utc::now();
+    let run = JobRun {
+        run_id: uuid::Uuid::new_v4().to_string(),
+        job: job.name.clone(),
+        workspace: request.workspace.to_string(),
+        trigger: request.trigger,
+        scheduled_for: request.scheduled_for.or(request.as_of),
+        started_at: now,
+        ended_at: now,
+        status: RunStatus::Skipped,
+        stages: Vec::new(),
+        error: Some(format!(
+            "not run: the job's lease is held by {holder} until {}",
+            expires_at.to_rfc3339()
+        )),
+        holder: request.holder.clone(),
+    };
+    tracing::info!(job = %job.name, workspace = %request.workspace, holder, %expires_at, "lease held elsewhere: not run");
+    if let Err(e) = runlog::record(lake, std::slice::from_ref(&run)).await {
+        tracing::warn!(job = %job.name, error = %e, "recording the refused run in ops.job_runs failed");
+    }
 }
 
 /// The (job, workspace) pairs a scheduler runs.
@@ -192,6 +228,7 @@ pub async fn run(
             as_of: None,
             holder: options.holder.clone(),
             cancel: Some(cancel_rx.clone()),
+            interrupt: None,
         };
         let margin = options.lease_margin;
         tasks.spawn(async move {

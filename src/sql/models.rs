@@ -509,7 +509,11 @@ pub async fn run_selected(
                 sources: dag.sources.clone(),
                 options: options.clone(),
             };
-            tasks.push(tokio::spawn(job.run()));
+            let span = tracing::info_span!("model", model = %m.dataset);
+            tasks.push(tokio::spawn(tracing::Instrument::instrument(
+                job.run(),
+                span,
+            )));
         }
         let Some(joined) = tasks.next().await else {
             break;
@@ -527,11 +531,13 @@ pub async fn run_selected(
                     failed.push((model.dataset.to_string(), e.to_string()));
                     continue;
                 }
-                crate::telemetry::dataset_written(
-                    &run.dataset.to_string(),
-                    run.outcome.version,
-                    run.outcome.rows,
-                );
+                tracing::info_span!("model", model = %run.dataset).in_scope(|| {
+                    crate::telemetry::dataset_written(
+                        &run.dataset.to_string(),
+                        run.outcome.version,
+                        run.outcome.rows,
+                    )
+                });
                 on_done(&run);
                 if let Some(gate) = &options.gate
                     && gate.covers(&model.dataset)

@@ -280,6 +280,25 @@ impl SqlSession {
         Ok(())
     }
 
+    /// Makes `dataset` unreachable from this session (a table users must not query, such as
+    /// `ops.api_keys`); a dataset the session does not have is left as it is.
+    pub fn hide(&self, dataset: &DatasetRef) -> Result<()> {
+        if let Some(schema) = self
+            .ctx
+            .catalog("datafusion")
+            .and_then(|c| c.schema(dataset.layer.as_str()))
+        {
+            schema
+                .deregister_table(&dataset.table)
+                .map_err(|source| SqlError::Execution {
+                    source: Box::new(source),
+                })?;
+        }
+        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        tables.retain(|t| t != dataset);
+        Ok(())
+    }
+
     /// The datasets visible in this session.
     pub fn tables(&self) -> Vec<DatasetRef> {
         self.tables

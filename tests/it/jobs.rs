@@ -1,7 +1,9 @@
 //! Jobs: a small job run end to end on a generated org and recorded in ops.job_runs; a failed
 //! stage recorded with its error (and the command's non-zero exit); retries with backoff; the
-//! lease refusing a second runner; the scheduler on a one-second schedule for a bounded time
-//! without overlapping runs, stopped by its shutdown signal; the metrics endpoint.
+//! lease refusing a second runner (recorded as skipped); the exports stage against a loopback
+//! Snowflake SQL API, succeeding and failing (the warehouse's message recorded and alerted); the
+//! scheduler on a one-second schedule for a bounded time without overlapping runs, stopped by
+//! its shutdown signal; the metrics endpoint. Jobs as processes are in `jobs_process.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,6 +106,22 @@ async fn a_small_job_runs_end_to_end_and_is_recorded() {
     assert!(rows("scoring") > 0);
     let exports = run.stages.iter().find(|s| s.stage == "exports").unwrap();
     assert_eq!(exports.status, RunStatus::Skipped);
+    assert!(
+        exports.note.starts_with("no exports configured"),
+        "{exports:?}"
+    );
+    // The summary: the forecast headline, the report written, no failed check.
+    let f = finished
+        .summary
+        .forecast
+        .as_ref()
+        .expect("a forecast headline");
+    assert!(
+        f.p10 <= f.p50 && f.p50 <= f.p90 && f.open_deals > 0,
+        "{f:?}"
+    );
+    assert_eq!(finished.summary.reports, std::slice::from_ref(&report));
+    assert!(finished.summary.checks > 0);
     assert!(report.is_file());
     assert!(finished.recorded.as_ref().unwrap().is_some());
 
@@ -281,11 +299,278 @@ async fn a_job_held_by_another_process_is_not_run() {
         LeasedRun::Refused { holder, .. } => assert_eq!(holder, "other-host:1:x"),
         LeasedRun::Ran(f) => panic!("ran while held elsewhere: {:?}", f.run),
     }
+    // Recorded as skipped, naming the holder, with no stage run.
+    let recorded = history(&lake, &HistoryQuery::default()).await.unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:#?}");
+    assert_eq!(recorded[0].status, RunStatus::Skipped);
+    assert!(recorded[0].stages.is_empty());
     assert!(
-        history(&lake, &HistoryQuery::default())
-            .await
+        recorded[0]
+            .error
+            .as_deref()
             .unwrap()
-            .is_empty()
+            .contains("held by other-host:1:x"),
+        "{:?}",
+        recorded[0].error
+    );
+}
+
+/// A project with `staging.deals` declared, a Snowflake export `sf` at `server` staging into
+/// `<dir>/stage`, a signed-less webhook alert channel `ops` at `server`, and a lake holding
+/// two deals of `demo` and one of `other`.
+async fn export_project(dir: &Path, server: &str, token_env: &str) -> (Project, Lake) {
+    let root = dir.join("project");
+    std::fs::create_dir_all(root.join("schemas")).unwrap();
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    std::fs::write(
+        root.join("schemas/staging.deals.toml"),
+        crate::common::DEALS_SCHEMA,
+    )
+    .unwrap();
+    let url = url::Url::parse(server).unwrap();
+    std::fs::write(
+        root.join("pipelines/default.toml"),
+        format!(
+            r#"lake = {lake:?}
+workspace = "demo"
+[exports.sf]
+type = "snowflake"
+account = "acme-prod"
+user = "loader"
+host = "{host}"
+port = {port}
+protocol = "http"
+database = "ANALYTICS"
+schema = "REVLAKE"
+stage = "REVLAKE_STAGE"
+stage_url = {stage:?}
+auth = {{ type = "oauth", token_env = "{token_env}" }}
+select = ["staging.*"]
+poll_ms = 10
+max_attempts = 1
+
+[alerts.channels.ops]
+kind = "webhook"
+url = "{server}/hooks/revlake"
+"#,
+            lake = dir.join("lake").display().to_string(),
+            host = url.host_str().unwrap(),
+            port = url.port().unwrap(),
+            stage = dir.join("stage").display().to_string(),
+        ),
+    )
+    .unwrap();
+    // Each test uses its own variable, so parallel tests do not race on it.
+    unsafe { std::env::set_var(token_env, "test-oauth-token") };
+    let project = Project::load(&root).unwrap();
+    let lake = Lake::open(&dir.join("lake").display().to_string())
+        .await
+        .unwrap();
+    let batch = crate::common::deals(&[
+        ("demo", "d1", "demo", 100.0),
+        ("demo", "d2", "proposal", 250.5),
+        ("other", "o1", "lead", 10.0),
+    ]);
+    lake.write("staging.deals".parse().unwrap())
+        .with_schema(Some(&crate::common::deals_schema("staging.deals")))
+        .with_mode(revlake::lake::WriteMode::Append)
+        .with_batches(batch.schema(), vec![batch])
+        .await
+        .unwrap();
+    (project, lake)
+}
+
+/// A Snowflake SQL API on loopback answering every statement with success, except those
+/// containing `fail_on` (HTTP 422, a compilation error); and the webhook receiver.
+async fn snowflake_api(fail_on: Option<&str>) -> wiremock::MockServer {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let server = wiremock::MockServer::start().await;
+    if let Some(text) = fail_on {
+        Mock::given(method("POST"))
+            .and(path("/api/v2/statements"))
+            .and(body_string_contains(text))
+            .respond_with(ResponseTemplate::new(422).set_body_json(serde_json::json!({
+                "code": "002003",
+                "message": "SQL compilation error:\nStage 'ANALYTICS.REVLAKE.REVLAKE_STAGE' does not exist or not authorized.",
+                "sqlState": "02000",
+                "statementHandle": "01b0-bad",
+                "statementStatusUrl": "/api/v2/statements/01b0-bad"
+            })))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/api/v2/statements"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "resultSetMetaData": {"numRows": 0, "format": "jsonv2",
+                "rowType": [{"name": "name", "type": "text"}, {"name": "type", "type": "text"}]},
+            "data": [],
+            "code": "090001",
+            "statementStatusUrl": "/api/v2/statements/01b0-ok",
+            "sqlState": "00000",
+            "statementHandle": "01b0-ok",
+            "message": "Statement executed successfully.",
+            "createdOn": 1_700_000_000_000u64
+        })))
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/revlake"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn statements(server: &wiremock::MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/v2/statements")
+        .map(|r| {
+            r.body_json::<serde_json::Value>().unwrap()["statement"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_exports_stage_loads_the_workspaces_rows_into_the_configured_warehouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = snowflake_api(None).await;
+    let (project, lake) =
+        export_project(dir.path(), &server.uri(), "REVLAKE_IT_JOBS_SF_TOKEN_1").await;
+    let j = job(
+        dir.path(),
+        "load",
+        "[retries]\nattempts = 1\n[stages.exports]\n",
+    );
+    let finished = run_job(
+        &project,
+        &lake,
+        &j,
+        RunRequest::manual(demo(), "test"),
+        &mut |_| {},
+    )
+    .await;
+    let run = &finished.run;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    let stage = &run.stages[0];
+    assert_eq!(
+        (stage.stage.as_str(), stage.rows),
+        ("exports", 2),
+        "{stage:?}"
+    );
+    assert_eq!(
+        stage.note,
+        "sf (snowflake): 1 datasets loaded, 0 unchanged, 2 rows"
+    );
+    assert_eq!(finished.summary.exports, std::slice::from_ref(&stage.note));
+    let sent = statements(&server).await;
+    assert!(
+        sent.iter()
+            .any(|s| s.starts_with("MERGE INTO ANALYTICS.REVLAKE.\"DEALS\"")),
+        "{sent:#?}"
+    );
+    // Only the run's workspace was staged.
+    assert!(
+        sent.iter()
+            .any(|s| s.contains("@ANALYTICS.REVLAKE.REVLAKE_STAGE/demo/staging.deals/v")),
+        "{sent:#?}"
+    );
+    let exported: Vec<String> =
+        crate::common::query(&lake, "SELECT dataset, status, rows FROM ops.exports").await;
+    assert_eq!(exported, ["staging.deals,succeeded,2"]);
+
+    // A target the pipeline does not have is refused when the job is loaded.
+    let root = dir.path().join("project");
+    std::fs::create_dir_all(root.join("jobs")).unwrap();
+    std::fs::write(
+        root.join("jobs/bad.toml"),
+        "[stages.exports]\ntargets = [\"bq\"]\n",
+    )
+    .unwrap();
+    let e = Project::load(&root).unwrap_err().to_string();
+    assert!(
+        e.contains("stages.exports.targets: pipeline `default` has no export `bq` (exports: sf)"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_export_fails_the_stage_with_the_warehouses_message_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = snowflake_api(Some("COPY INTO")).await;
+    let (project, lake) =
+        export_project(dir.path(), &server.uri(), "REVLAKE_IT_JOBS_SF_TOKEN_2").await;
+    let j = job(
+        dir.path(),
+        "load",
+        "[retries]\nattempts = 2\nbackoff = \"10ms\"\n[alerts]\nchannels = [\"ops\"]\n[stages.exports]\n",
+    );
+    let finished = run_job(
+        &project,
+        &lake,
+        &j,
+        RunRequest::manual(demo(), "test"),
+        &mut |_| {},
+    )
+    .await;
+    let run = &finished.run;
+    assert_eq!(run.status, RunStatus::Failed, "{run:#?}");
+    let stage = &run.stages[0];
+    assert_eq!(stage.status, RunStatus::Failed);
+    // The warehouse refused the statement: not retried.
+    assert_eq!(stage.attempts, 1);
+    let error = stage.error.as_deref().unwrap();
+    assert!(error.starts_with("export sf (snowflake): "), "{error}");
+    assert!(error.contains("staging.deals"), "{error}");
+    assert!(
+        error.contains("Stage 'ANALYTICS.REVLAKE.REVLAKE_STAGE' does not exist"),
+        "{error}"
+    );
+    // The MERGE never ran: the target is untouched.
+    assert!(
+        !statements(&server)
+            .await
+            .iter()
+            .any(|s| s.starts_with("MERGE"))
+    );
+
+    let recorded = history(&lake, &HistoryQuery::default()).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].status, RunStatus::Failed);
+    assert!(
+        recorded[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("stage exports: export sf (snowflake): "),
+        "{:?}",
+        recorded[0].error
+    );
+    // The failure alert went to the job's channel.
+    assert_eq!(finished.alerts, 1);
+    let hooks: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/hooks/revlake")
+        .map(|r| String::from_utf8_lossy(&r.body).to_string())
+        .collect();
+    assert_eq!(hooks.len(), 1, "{hooks:#?}");
+    assert!(
+        hooks[0].contains("job load failed for demo in stage exports"),
+        "{}",
+        hooks[0]
     );
 }
 
