@@ -849,9 +849,13 @@ async fn a_salesforce_only_lake_builds_every_model() {
             "staging.contact_sources=0",
             "staging.contacts=0",
             "staging.conversations=0",
+            "staging.customer_accounts=0",
             "staging.deal_contacts=0",
             "staging.deal_stage_history=0",
             "staging.deals=1",
+            "staging.invoices=0",
+            "staging.subscriptions=0",
+            "staging.tickets=0",
             "staging.users=0",
         ]
     );
