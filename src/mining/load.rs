@@ -7,7 +7,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 
 use super::config::{Factor, MiningConfig};
 use super::encode::{DealIndex, Dict, NONE16, NONE32, StrCol};
@@ -180,9 +179,10 @@ pub async fn load_workspace_until(
     let mut index = DealIndex::new();
     let mut deals = Deals::default();
 
-    // Deals: one pass, in order, building the index.
+    // The four reads run at once (each scan decodes Parquet on its own), then are encoded in
+    // order: the deals build the index the others are coded against.
     let deals_ds = dataset("staging.deals");
-    if tables.contains(&deals_ds) {
+    let deals_sql = tables.contains(&deals_ds).then(|| {
         let closed = match until {
             Some(t) => format!(
                 "coalesce(is_closed AND date_part('epoch', closed_at) < {}, false)",
@@ -190,14 +190,64 @@ pub async fn load_workspace_until(
             ),
             None => "is_closed".to_string(),
         };
-        let sql = format!(
+        format!(
             "SELECT id, CAST(amount_usd AS DOUBLE) AS amount_usd, lead_source, industry, \
              {closed} AS is_closed FROM staging.deals WHERE workspace_id = '{ws}'"
-        );
-        let batches = collect(session, &deals_ds, &sql).await?;
+        )
+    });
+    let contacts_ds = dataset("staging.deal_contacts");
+    let contacts_sql = tables.contains(&contacts_ds).then(|| {
+        format!(
+            "SELECT deal_id, lower(role) AS role FROM staging.deal_contacts \
+             WHERE workspace_id = '{ws}' AND lower(role) IN ('champion', 'blocker')"
+        )
+    });
+    let history_ds = history_dataset();
+    let engagement = config.factors.contains(&Factor::Engagement);
+    let history_sql = tables.contains(&history_ds).then(|| {
+        format!(
+            "SELECT deal_id, from_stage, to_stage, CAST(duration_days AS DOUBLE) AS duration_days{} \
+             FROM staging.deal_stage_history WHERE workspace_id = '{ws}'{}",
+            // Times are read only for the engagement factor.
+            if engagement { ", transitioned_at" } else { "" },
+            before("transitioned_at")
+        )
+    });
+    let activities_ds = dataset("staging.activities");
+    let activities_sql = (engagement && tables.contains(&activities_ds)).then(|| {
+        format!(
+            "SELECT deal_id, occurred_at FROM staging.activities \
+             WHERE workspace_id = '{ws}' AND deal_id IS NOT NULL AND occurred_at IS NOT NULL{}",
+            before("occurred_at")
+        )
+    });
+    let read = |ds: &DatasetRef, sql: Option<String>| {
+        let ds = ds.clone();
+        async move {
+            match sql {
+                Some(sql) => collect(session, &ds, &sql).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
+    let (deal_batches, contact_batches, history_batches, activity_batches) = tokio::try_join!(
+        read(&deals_ds, deals_sql),
+        read(&contacts_ds, contacts_sql),
+        read(&history_ds, history_sql),
+        read(&activities_ds, activities_sql),
+    )?;
+    tracing::debug!(
+        workspace = ws,
+        seconds = started.elapsed().as_secs_f64(),
+        "read deals, roles, history and activities"
+    );
+
+    // Deals: in order, building the index.
+    if let Some(batches) = deal_batches {
+        let ds = deals_ds.clone();
         let (i, d) = tokio::task::spawn_blocking(move || -> Result<(DealIndex, Deals)> {
             for b in &batches {
-                add_deals(&mut index, &mut deals, b, &deals_ds)?;
+                add_deals(&mut index, &mut deals, b, &ds)?;
             }
             Ok((index, deals))
         })
@@ -207,23 +257,13 @@ pub async fn load_workspace_until(
         deals = d;
     }
     let known = index.len();
-    tracing::debug!(
-        workspace = ws,
-        deals = known,
-        seconds = started.elapsed().as_secs_f64(),
-        "read deals"
-    );
     deals.count = known;
 
     // Champion and blocker roles.
-    let contacts_ds = dataset("staging.deal_contacts");
-    if known > 0 && tables.contains(&contacts_ds) {
-        let sql = format!(
-            "SELECT deal_id, lower(role) AS role FROM staging.deal_contacts \
-             WHERE workspace_id = '{ws}' AND lower(role) IN ('champion', 'blocker')"
-        );
-        let batches = collect(session, &contacts_ds, &sql).await?;
-        for b in &batches {
+    if known > 0
+        && let Some(batches) = &contact_batches
+    {
+        for b in batches {
             let codes = index.probe(b.column(0).as_ref(), false)?;
             let roles = StrCol::new(b.column(1).as_ref())
                 .ok_or_else(|| bad(&contacts_ds, "role", "a string"))?;
@@ -239,16 +279,10 @@ pub async fn load_workspace_until(
             }
         }
     }
+    drop(contact_batches);
 
-    tracing::debug!(
-        workspace = ws,
-        seconds = started.elapsed().as_secs_f64(),
-        "read contact roles"
-    );
-    // The history, streamed and encoded batch by batch.
-    let history_ds = history_dataset();
-    let engagement = config.factors.contains(&Factor::Engagement);
-    if !tables.contains(&history_ds) {
+    // The history, encoded batch by batch.
+    let Some(history_batches) = history_batches else {
         // No history at all: an empty log (nothing to mine).
         deals.count = index.len();
         return Ok(WorkspaceLog {
@@ -256,68 +290,36 @@ pub async fn load_workspace_until(
             deals,
             ..WorkspaceLog::default()
         });
-    }
-    let sql = format!(
-        "SELECT deal_id, from_stage, to_stage, CAST(duration_days AS DOUBLE) AS duration_days{} \
-         FROM staging.deal_stage_history WHERE workspace_id = '{ws}'{}",
-        // Times are read only for the engagement factor.
-        if engagement { ", transitioned_at" } else { "" },
-        before("transitioned_at")
-    );
-    let mut stream = session
-        .query(&sql, &history_ds)
-        .await?
-        .execute_stream()
-        .await
-        .map_err(|source| MiningError::Read {
-            dataset: history_ds.clone(),
-            source: Box::new(source),
-        })?;
-    let mut state = Some((index, Dict::new(), Transitions::default()));
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|source| MiningError::Read {
-            dataset: history_ds.clone(),
-            source: Box::new(source),
-        })?;
-        let (mut index, mut stages, mut t) =
-            state.take().expect("state is put back after each batch");
-        let ds = history_ds.clone();
-        let ws_name = ws.to_string();
-        state = Some(
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                add_history(&mut index, &mut stages, &mut t, &batch, &ds).map_err(|e| match e {
-                    MiningError::TooManyStages { max, .. } => MiningError::TooManyStages {
-                        workspace: ws_name,
-                        max,
-                    },
-                    e => e,
-                })?;
-                Ok((index, stages, t))
-            })
-            .await
-            .expect("the history encoder does not panic")?,
-        );
-    }
-    let (mut index, stages, transitions) =
-        state.take().expect("state is put back after each batch");
+    };
+    let ds = history_ds.clone();
+    let ws_name = ws.to_string();
+    let (mut index, stages, transitions) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut stages = Dict::new();
+        let mut t = Transitions::default();
+        for batch in &history_batches {
+            add_history(&mut index, &mut stages, &mut t, batch, &ds).map_err(|e| match e {
+                MiningError::TooManyStages { max, .. } => MiningError::TooManyStages {
+                    workspace: ws_name.clone(),
+                    max,
+                },
+                e => e,
+            })?;
+        }
+        Ok((index, stages, t))
+    })
+    .await
+    .expect("the history encoder does not panic")?;
     deals.count = index.len();
 
     tracing::debug!(
         workspace = ws,
         rows = transitions.len(),
         seconds = started.elapsed().as_secs_f64(),
-        "read history"
+        "encoded history"
     );
     // Activity times, only for the engagement factor.
-    let activities_ds = dataset("staging.activities");
-    let activities =
-        if config.factors.contains(&Factor::Engagement) && tables.contains(&activities_ds) {
-            let sql = format!(
-                "SELECT deal_id, occurred_at FROM staging.activities \
-             WHERE workspace_id = '{ws}' AND deal_id IS NOT NULL AND occurred_at IS NOT NULL{}",
-                before("occurred_at")
-            );
-            let batches = collect(session, &activities_ds, &sql).await?;
+    let activities = match activity_batches {
+        Some(batches) => {
             let (mut codes, mut times) = (Vec::new(), Vec::new());
             for b in &batches {
                 codes.extend(index.probe(b.column(0).as_ref(), false)?);
@@ -329,9 +331,9 @@ pub async fn load_workspace_until(
                     .await
                     .expect("grouping activities does not panic"),
             )
-        } else {
-            None
-        };
+        }
+        None => None,
+    };
     // The index is no longer needed; free it before mining.
     drop(index);
 
