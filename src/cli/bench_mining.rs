@@ -29,7 +29,7 @@ pub struct BenchOptions {
 /// count / mean / 21 quantiles at every level of the per-deal factors, and the DFG with
 /// median days. Smoothing (cheap, on the aggregates) is left out of the peers.
 const DUCKDB: &str = r#"
-import sys, json, time, resource, duckdb
+import sys, json, time, duckdb
 spec = json.load(open(sys.argv[1]))
 lst = lambda fs: "[" + ",".join("'" + f.replace("'", "''") + "'" for f in fs) + "]"
 qs = ", ".join(str(i / 20) for i in range(21))
@@ -64,13 +64,13 @@ durations = con.execute(f"""SELECT from_stage, champion, blocker, size, lead_sou
   GROUP BY from_stage, ROLLUP(champion, blocker, size, lead_source)""").fetchall()
 dfg = con.execute("SELECT from_stage, to_stage, count(*), median(duration_days) FROM t GROUP BY 1, 2").fetchall()
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": seconds, "peak_rss_mb": [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0] / 1024,
   "version": duckdb.__version__, "matrix_cells": len(matrix), "duration_rows": len(durations),
   "transitions": sum(r[2] for r in dfg)}))
 "#;
 
 const POLARS: &str = r#"
-import sys, json, time, resource, polars as pl
+import sys, json, time, polars as pl
 spec = json.load(open(sys.argv[1]))
 t0 = time.perf_counter()
 d = pl.scan_parquet(spec['deals']).select(pl.col('id'), pl.col('amount_usd').cast(pl.Float64),
@@ -99,12 +99,12 @@ qexprs = [dd.quantile(i / 20, 'linear').alias(f'q{i}') for i in range(21)]
 rows = sum(timed.group_by(['from_stage'] + factors[:k]).agg(pl.len(), dd.mean(), *qexprs).height for k in range(5))
 dfg = t.group_by(['from_stage', 'to_stage']).agg(pl.len().alias('n'), dd.median())
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": seconds, "peak_rss_mb": [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0] / 1024,
   "version": pl.__version__, "matrix_cells": cells, "duration_rows": rows, "transitions": int(dfg['n'].sum())}))
 "#;
 
 const PM4PY: &str = r#"
-import sys, json, time, resource, duckdb
+import sys, json, time, duckdb
 spec = json.load(open(sys.argv[1]))
 lst = lambda fs: "[" + ",".join("'" + f.replace("'", "''") + "'" for f in fs) + "]"
 df = duckdb.sql(f"""SELECT deal_id, coalesce(to_stage, to_stage_raw) AS activity, transitioned_at, source_id
@@ -113,7 +113,7 @@ import pm4py
 t0 = time.perf_counter()
 dfg, starts, ends = pm4py.discover_dfg(df, case_id_key='deal_id', activity_key='activity', timestamp_key='transitioned_at')
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": seconds, "peak_rss_mb": [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0] / 1024,
   "version": pm4py.__version__, "transitions": sum(dfg.values())}))
 "#;
 

@@ -257,8 +257,11 @@ fn names(all: &[(&String, &ExportConfig)]) -> String {
         .join(", ")
 }
 
+/// The credential table no selector exports (`ops.*` skips it; naming it is an error).
+const NEVER_EXPORTED: &str = "ops.api_keys";
+
 /// The datasets of the lake `selectors` name; a selector that names none is an error listing
-/// the datasets the lake has. `ops.*` is only exported when named.
+/// the datasets the lake has. `ops.*` is only exported when named, and never `ops.api_keys`.
 pub fn select_datasets(available: &[DatasetRef], selectors: &[String]) -> Result<Vec<DatasetRef>> {
     let mut out = BTreeSet::new();
     let selectors: Vec<&str> = selectors
@@ -268,8 +271,17 @@ pub fn select_datasets(available: &[DatasetRef], selectors: &[String]) -> Result
         .filter(|s| !s.is_empty())
         .collect();
     for selector in selectors {
+        if selector == NEVER_EXPORTED {
+            return Err(ExportError::Config {
+                target: "--select".into(),
+                reason: format!(
+                    "{NEVER_EXPORTED} holds the API keys' hashes and is never exported"
+                ),
+            });
+        }
         let matched: Vec<&DatasetRef> = available
             .iter()
+            .filter(|d| d.to_string() != NEVER_EXPORTED)
             .filter(|d| match selector.split_once('.') {
                 Some((layer, "*")) => d.layer.as_str() == layer,
                 Some(_) => d.to_string() == selector,
@@ -680,6 +692,7 @@ pub(crate) mod tests {
         let available: Vec<DatasetRef> = [
             "marts.alerts",
             "ops.sync_log",
+            "ops.api_keys",
             "staging.deals",
             "staging.accounts",
         ]
@@ -688,6 +701,14 @@ pub(crate) mod tests {
         .collect();
         let got = select_datasets(&available, &["staging.*".into()]).unwrap();
         assert_eq!(got.len(), 2);
+        // The API keys' hashes never leave the lake.
+        let got = select_datasets(&available, &["ops.*".into()]).unwrap();
+        assert_eq!(
+            got.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            ["ops.sync_log"]
+        );
+        let e = select_datasets(&available, &["ops.api_keys".into()]).unwrap_err();
+        assert!(e.to_string().contains("never exported"), "{e}");
         let got = select_datasets(&available, &["deals,marts.alerts".into()]).unwrap();
         assert_eq!(
             got.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
