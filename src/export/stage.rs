@@ -153,7 +153,7 @@ impl Stage {
         index: usize,
         writer: ArrowWriter<Vec<u8>>,
         rows: u64,
-        fail: &dyn Fn(String) -> ExportError,
+        fail: &(dyn Fn(String) -> ExportError + Sync),
     ) -> Result<StagedFile> {
         let bytes = writer.into_inner().map_err(|e| fail(e.to_string()))?;
         let path = format!("{prefix}/part-{index:05}.parquet");

@@ -108,7 +108,7 @@ pub(super) async fn exports(ctx: &mut Ctx<'_>, cfg: &ExportsStage) -> StageResul
             workspace: Some(ctx.workspace.clone()),
             ..ExportOptions::default()
         };
-        let run = export_on_own_thread(ctx.lake, ctx.project, options)
+        let run = crate::export::run_export(ctx.lake, ctx.project, &options)
             .await
             .map_err(|e| {
                 let retryable = !e.is_user_error()
@@ -147,33 +147,6 @@ pub(super) async fn exports(ctx: &mut Ctx<'_>, cfg: &ExportsStage) -> StageResul
         notes.push(line);
     }
     Ok(Done::ok(rows, notes.join("; ")))
-}
-
-/// [`crate::export::run_export`] driven on a thread of its own, on this runtime: the exporter's
-/// future is not `Send`, and a job's run must be (the scheduler spawns it). Dropping the
-/// returned future (an interrupted run) abandons the export where it is; what it had not
-/// committed to `ops.exports` is not recorded.
-async fn export_on_own_thread(
-    lake: &crate::lake::Lake,
-    project: &crate::project::Project,
-    options: crate::export::ExportOptions,
-) -> crate::export::Result<crate::export::ExportRun> {
-    let (lake, project) = (lake.clone(), project.clone());
-    let handle = tokio::runtime::Handle::current();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let span = tracing::Span::current();
-    std::thread::spawn(move || {
-        let _enter = span.enter();
-        let result = handle.block_on(crate::export::run_export(&lake, &project, &options));
-        let _ = tx.send(result);
-    });
-    match rx.await {
-        Ok(result) => result,
-        Err(_) => Err(crate::export::ExportError::Config {
-            target: "?".into(),
-            reason: "the export thread ended without an answer (it panicked; see the log)".into(),
-        }),
-    }
 }
 
 /// Writes beside the target and renames: a failed write leaves no half page.

@@ -48,12 +48,7 @@ WITH unioned AS (
     WHERE NOT coalesce(CAST(c._deleted AS BOOLEAN), false)
 ),
 scaled AS (
-    SELECT
-        u.*,
-        CASE
-            WHEN u.currency IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf') THEN 1.0
-            ELSE 100.0
-        END AS minor
+    SELECT u.*, minor_unit_scale(u.currency) AS minor
     FROM unioned u
 )
 SELECT

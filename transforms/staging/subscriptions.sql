@@ -11,7 +11,8 @@
 --   plan:   Stripe: the first item's price nickname, else its lookup key, else its product;
 --           Chargebee: the first subscription item's item price id (Product Catalog 2.0), else
 --           the plan id (1.0).
--- Amounts in minor units are divided by 100, except for the zero-decimal currencies.
+-- Amounts in minor units are divided by minor_unit_scale (100, or 1 for the zero-decimal
+-- currencies).
 WITH unioned AS (
     SELECT
         s.workspace_id,
@@ -58,10 +59,7 @@ WITH unioned AS (
             json_get(c.source_data, '/subscription_items/0/item_price_id'),
             json_get(c.source_data, '/plan_id')
         ),
-        CAST(c.mrr AS DOUBLE) / CASE
-            WHEN lower(CAST(c.currency_code AS VARCHAR)) IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf') THEN 1.0
-            ELSE 100.0
-        END,
+        CAST(c.mrr AS DOUBLE) / minor_unit_scale(CAST(c.currency_code AS VARCHAR)),
         upper(CAST(c.currency_code AS VARCHAR)),
         coalesce(CAST(c.started_at AS TIMESTAMP), CAST(c.created_at AS TIMESTAMP)),
         CAST(c.cancelled_at AS TIMESTAMP),

@@ -95,6 +95,23 @@ const ZERO_DECIMAL: &[&str] = &[
     "xaf", "xof", "xpf",
 ];
 
+/// Minor units per major unit of `currency` (an ISO code, any case): 1 for the zero-decimal
+/// currencies billing systems count in whole units (JPY, KRW, ...), else 100.
+///
+/// ```
+/// use revlake::sql::udf::minor_unit_scale;
+///
+/// assert_eq!(minor_unit_scale("usd"), 100.0);
+/// assert_eq!(minor_unit_scale(" JPY "), 1.0);
+/// ```
+pub fn minor_unit_scale(currency: &str) -> f64 {
+    if ZERO_DECIMAL.contains(&currency.trim().to_ascii_lowercase().as_str()) {
+        1.0
+    } else {
+        100.0
+    }
+}
+
 /// Months in a billing period of `count` intervals.
 fn months(interval: &str, count: f64) -> Option<f64> {
     let per = match interval {
@@ -126,11 +143,7 @@ fn months(interval: &str, count: f64) -> Option<f64> {
 pub fn stripe_mrr(items: &str, currency: &str) -> Option<f64> {
     let value: Value = serde_json::from_str(items).ok()?;
     let list = value.get("data").unwrap_or(&value).as_array()?;
-    let minor = if ZERO_DECIMAL.contains(&currency.trim().to_ascii_lowercase().as_str()) {
-        1.0
-    } else {
-        100.0
-    };
+    let minor = minor_unit_scale(currency);
     let mut total = 0.0;
     for item in list {
         let quantity = item.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
@@ -209,6 +222,45 @@ impl ScalarUDFImpl for StripeMrr {
                     .get(i)
                     .and_then(|s| stripe_mrr(s, currency.get(i).unwrap_or("usd"))),
             );
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        output(array, &args)
+    }
+}
+
+/// `minor_unit_scale(currency)` → Float64: see [`minor_unit_scale`]; null for a null currency.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct MinorUnitScale {
+    signature: Signature,
+}
+
+impl Default for MinorUnitScale {
+    fn default() -> Self {
+        Self {
+            signature: Signature::string(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for MinorUnitScale {
+    fn name(&self) -> &str {
+        "minor_unit_scale"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let number_rows = args.number_rows;
+        let args = text_args(args.args)?;
+        let rows = output_rows(&args, number_rows);
+        let [currency] = take_function_args(self.name(), &args)?;
+        let currency = Text::new(currency)?;
+        let mut out = Float64Builder::with_capacity(rows);
+        for i in 0..rows {
+            out.append_option(currency.get(i).map(minor_unit_scale));
         }
         let array: ArrayRef = Arc::new(out.finish());
         output(array, &args)

@@ -10,6 +10,7 @@
 //! | [`business_days(a, b)`](business_days()) | Int64 | weekdays from `a` (inclusive) to `b` (exclusive) |
 //! | [`json_get(json, pointer)`](json_get()) | Utf8 | the value at a JSON Pointer of JSON text |
 //! | [`stripe_mrr(items, currency)`](stripe_mrr()) | Float64 | monthly recurring amount of a Stripe subscription's items |
+//! | [`minor_unit_scale(currency)`](minor_unit_scale()) | Float64 | minor units per major unit (1 for JPY, KRW, ...; else 100) |
 //!
 //! Every function is vectorized over Arrow arrays (Utf8, LargeUtf8 and Utf8View for text),
 //! accepts scalar and array arguments alike, and maps a null argument to a null result.
@@ -35,7 +36,7 @@ use datafusion::prelude::SessionContext;
 pub use business_days::business_days;
 pub use error::SeedError;
 pub use jaro_winkler::jaro_winkler;
-pub use json_get::{json_get, stripe_mrr};
+pub use json_get::{json_get, minor_unit_scale, stripe_mrr};
 pub use normalize_company::normalize_company;
 pub use normalize_domain::normalize_domain;
 pub use stage_normalize::{STAGE_MAPPINGS_FILE, StageMap, UdfSeeds};
@@ -66,4 +67,5 @@ pub fn register_with(ctx: &SessionContext, seeds: &UdfSeeds) {
     ));
     ctx.register_udf(ScalarUDF::new_from_impl(json_get::JsonGet::default()));
     ctx.register_udf(ScalarUDF::new_from_impl(json_get::StripeMrr::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(json_get::MinorUnitScale::default()));
 }
