@@ -100,6 +100,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
             ..RunRequest::manual(workspace.clone(), holder_id())
         },
         Duration::from_secs(60),
+        None,
         &mut |s| {
             spinner.suspend(|| {
                 println!(

@@ -421,6 +421,7 @@ pub async fn run_job(global: &Global, args: RunJobArgs) -> Result<ExitCode> {
                 ..RunRequest::manual(ws.clone(), holder.clone())
             },
             Duration::from_secs(60),
+            None,
             &mut |s| {
                 if !json {
                     spinner.suspend(|| print_stage("  ", s));
@@ -702,6 +703,7 @@ pub async fn backfill(global: &Global, args: BackfillArgs) -> Result<ExitCode> {
                 &job,
                 request,
                 Duration::from_secs(60),
+                None,
                 &mut |_| {},
             )
             .await?

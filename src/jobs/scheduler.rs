@@ -9,6 +9,7 @@
 //! - Shutdown: no new run starts; runs in progress stop after their current stage (each stage
 //!   commits whole Delta versions) and are recorded as cancelled.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -73,14 +74,41 @@ pub enum LeasedRun {
     },
 }
 
+/// The lease refusals a scheduler has recorded: while another process holds a job's lease, a
+/// run refused on every tick (of a one-second schedule, say) writes one `ops.job_runs` row per
+/// holder, not one per tick. A run that gets the lease forgets the refusal.
+#[derive(Debug, Default)]
+pub struct RefusalMemo(std::sync::Mutex<HashMap<(String, String), String>>);
+
+impl RefusalMemo {
+    /// Whether `holder` refusing `job` for `workspace` is news (and remembers it).
+    pub fn first(&self, job: &str, workspace: &str, holder: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (job.to_string(), workspace.to_string());
+        if seen.get(&key).is_some_and(|h| h == holder) {
+            return false;
+        }
+        seen.insert(key, holder.to_string());
+        true
+    }
+
+    /// Forgets the refusals of `job` for `workspace` (it got the lease).
+    pub fn clear(&self, job: &str, workspace: &str) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.remove(&(job.to_string(), workspace.to_string()));
+    }
+}
+
 /// Runs `job` for `request.workspace` if its lease is free, holding the lease for the job's
-/// timeout plus its `lease_margin` (else `margin`), then releasing it.
+/// timeout plus its `lease_margin` (else `margin`), then releasing it. A refusal is recorded in
+/// `ops.job_runs`; with a `memo`, only the first of a holder's streak.
 pub async fn run_leased(
     project: &Project,
     lake: &Lake,
     job: &Job,
     request: RunRequest,
     margin: Duration,
+    memo: Option<&RefusalMemo>,
     on_stage: &mut (dyn FnMut(&StageRun) + Send),
 ) -> Result<LeasedRun> {
     let leases = Leases::for_lake(lake)?;
@@ -97,9 +125,16 @@ pub async fn run_leased(
         )
         .await?
     {
-        Acquired::Held(l) => l,
+        Acquired::Held(l) => {
+            if let Some(m) = memo {
+                m.clear(&job.name, request.workspace.as_str());
+            }
+            l
+        }
         Acquired::Refused { holder, expires_at } => {
-            record_refused(lake, job, &request, &holder, expires_at).await;
+            if memo.is_none_or(|m| m.first(&job.name, request.workspace.as_str(), &holder)) {
+                record_refused(lake, job, &request, &holder, expires_at).await;
+            }
             return Ok(LeasedRun::Refused { holder, expires_at });
         }
     };
@@ -211,15 +246,17 @@ pub async fn run(
         })
         .collect();
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    let memo = Arc::new(RefusalMemo::default());
     let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
     let spawn = |tasks: &mut JoinSet<TaskEnd>, e: &Entry, trigger: Trigger, at: DateTime<Utc>| {
         e.running.store(true, Ordering::SeqCst);
         let guard = Running(e.running.clone());
-        let (project, lake, job, metrics) = (
+        let (project, lake, job, metrics, memo) = (
             project.clone(),
             lake.clone(),
             e.job.clone(),
             metrics.clone(),
+            memo.clone(),
         );
         let request = RunRequest {
             workspace: e.workspace.clone(),
@@ -235,7 +272,8 @@ pub async fn run(
             let _guard = guard;
             let (name, ws) = (job.name.clone(), request.workspace.to_string());
             metrics.started(&name, &ws);
-            let result = run_leased(&project, &lake, &job, request, margin, &mut |_| {}).await;
+            let result =
+                run_leased(&project, &lake, &job, request, margin, Some(&memo), &mut |_| {}).await;
             match result {
                 Ok(LeasedRun::Ran(f)) => {
                     metrics.finished(&f.run);
@@ -339,5 +377,26 @@ fn collect(
         Ok(TaskEnd::Refused) => summary.lease_refused += 1,
         Ok(TaskEnd::Error) => {}
         Err(e) => tracing::error!(error = %e, "a job task panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefusalMemo;
+
+    #[test]
+    fn a_refusal_is_news_once_per_holder_until_the_lease_is_had() {
+        let memo = RefusalMemo::default();
+        assert!(memo.first("daily", "demo", "a"));
+        assert!(!memo.first("daily", "demo", "a"));
+        // another workspace, another job: their own streaks
+        assert!(memo.first("daily", "acme", "a"));
+        assert!(memo.first("hourly", "demo", "a"));
+        // a new holder is news
+        assert!(memo.first("daily", "demo", "b"));
+        assert!(!memo.first("daily", "demo", "b"));
+        // after a run got the lease, the next refusal is news again
+        memo.clear("daily", "demo");
+        assert!(memo.first("daily", "demo", "b"));
     }
 }

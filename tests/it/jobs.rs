@@ -291,6 +291,7 @@ async fn a_job_held_by_another_process_is_not_run() {
         &j,
         RunRequest::manual(demo(), "me"),
         Duration::from_secs(1),
+        None,
         &mut |_| {},
     )
     .await
@@ -636,6 +637,64 @@ async fn the_scheduler_runs_a_one_second_job_without_overlap_until_shut_down() {
             summary.runs.len()
         )),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_refused_on_every_tick_records_the_refusal_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = bare_project(
+        dir.path(),
+        &[(
+            "tick",
+            "schedule = \"* * * * * *\"\ntimeout = \"30s\"\n[stages.alerts]\n",
+        )],
+    );
+    let project = Arc::new(Project::load(&root).unwrap());
+    let lake = Lake::open(&dir.path().join("lake").display().to_string())
+        .await
+        .unwrap();
+    // Another process holds the lease for the whole test.
+    let leases = Leases::for_lake(&lake).unwrap();
+    let held = leases
+        .acquire(
+            "tick",
+            &demo(),
+            "other-host:1:x",
+            Duration::from_secs(600),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(held, Acquired::Held(_)));
+    let metrics = Arc::new(Metrics::default());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(scheduler::run(
+        project.clone(),
+        lake.clone(),
+        SchedulerOptions::default(),
+        metrics.clone(),
+        rx,
+    ));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tx.send(true).unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the scheduler stops on its shutdown signal")
+        .unwrap()
+        .unwrap();
+    assert!(summary.runs.is_empty(), "{summary:#?}");
+    assert!(summary.lease_refused >= 2, "{summary:#?}");
+    let recorded = history(&lake, &HistoryQuery::default()).await.unwrap();
+    assert_eq!(recorded.len(), 1, "one row for the streak: {recorded:#?}");
+    assert_eq!(recorded[0].status, RunStatus::Skipped);
+    assert!(
+        recorded[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("held by other-host:1:x")),
+        "{:?}",
+        recorded[0].error
     );
 }
 
