@@ -1301,3 +1301,302 @@ async fn billing_and_support_land_on_the_crm_accounts_with_mrr_in_usd() {
         ]
     );
 }
+
+#[tokio::test]
+async fn hubspot_engagements_pipedrive_activities_and_their_deal_contacts_and_owners() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.hubspot_companies",
+        HS_COMPANY,
+        &[&["501", "Acme", "acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_contacts",
+        &["hs_object_id", "email", "associatedcompanyid"],
+        &[
+            &["601", "bob@acme.com", "501"],
+            &["602", "eve@acme.com", "501"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.hubspot_deals",
+        &[
+            "hs_object_id",
+            "dealname",
+            "dealstage",
+            "createdate",
+            "hs_is_closed",
+            "associated_company_ids",
+            "associated_contact_ids",
+            "hubspot_owner_id",
+        ],
+        &[&[
+            "701",
+            "Acme expansion",
+            "qualifiedtobuy",
+            "2025-01-01T00:00:00Z",
+            "false",
+            "501",
+            "601;602",
+            "55",
+        ]],
+    )
+    .await;
+    // An API owner (its id is what deals carry) and an archived one.
+    land(
+        &lake,
+        "raw.hubspot_owners",
+        &["id", "email", "first_name", "last_name", "archived"],
+        &[
+            &["55", "Ria@OurCo.com", "Ria", "Rep", "false"],
+            &["56", "old@ourco.com", "Old", "Rep", "true"],
+        ],
+    )
+    .await;
+    let engagement = [
+        "hs_object_id",
+        "hs_timestamp",
+        "associated_deal_ids",
+        "associated_contact_ids",
+        "associated_company_ids",
+        "hubspot_owner_id",
+    ];
+    let mut calls = engagement.to_vec();
+    calls.extend(["hs_call_direction", "hs_call_title", "hs_call_status"]);
+    land(
+        &lake,
+        "raw.hubspot_calls",
+        &calls,
+        &[&[
+            "801",
+            "2025-02-01T10:00:00Z",
+            "701",
+            "601",
+            "501",
+            "55",
+            "INBOUND",
+            "Intro",
+            "COMPLETED",
+        ]],
+    )
+    .await;
+    // A meeting with only a contact: linked through the contact's company to its one open deal,
+    // at its start time rather than hs_timestamp.
+    let mut meetings = engagement.to_vec();
+    meetings.extend(["hs_meeting_start_time", "hs_meeting_title"]);
+    land(
+        &lake,
+        "raw.hubspot_meetings",
+        &meetings,
+        &[&[
+            "802",
+            "2025-02-02T00:00:00Z",
+            "",
+            "602",
+            "",
+            "55",
+            "2025-02-03T15:00:00Z",
+            "Demo",
+        ]],
+    )
+    .await;
+    let mut notes = engagement.to_vec();
+    notes.push("archived");
+    land(
+        &lake,
+        "raw.hubspot_notes",
+        &notes,
+        &[&["803", "2025-02-04T00:00:00Z", "701", "", "", "55", "true"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_organizations",
+        &["id", "name"],
+        &[&["41", "Globex"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_persons",
+        &["id", "email", "org_id"],
+        &[&["31", "hank@globex.com", "41"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_deals",
+        &["id", "title", "status", "add_time", "org_id", "person_id"],
+        &[&[
+            "21",
+            "Globex pilot",
+            "open",
+            "2025-01-10T00:00:00Z",
+            "41",
+            "31",
+        ]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.pipedrive_activities",
+        &[
+            "id",
+            "type",
+            "subject",
+            "done",
+            "due_date",
+            "due_time",
+            "marked_as_done_time",
+            "deal_id",
+            "person_id",
+            "org_id",
+            "owner_id",
+            "add_time",
+            "is_deleted",
+        ],
+        &[
+            &[
+                "1001",
+                "call",
+                "Kickoff",
+                "true",
+                "2025-02-28",
+                "",
+                "2025-03-01T09:00:00Z",
+                "21",
+                "31",
+                "41",
+                "7",
+                "2025-02-20T00:00:00Z",
+                "false",
+            ],
+            &[
+                "1002",
+                "deadline",
+                "Send terms",
+                "false",
+                "2025-03-05",
+                "14:30",
+                "",
+                "21",
+                "",
+                "",
+                "7",
+                "2025-02-21T00:00:00Z",
+                "false",
+            ],
+            &[
+                "1003",
+                "lunch",
+                "Lunch",
+                "false",
+                "2025-03-06",
+                "",
+                "",
+                "",
+                "",
+                "41",
+                "7",
+                "2025-02-22T00:00:00Z",
+                "true",
+            ],
+        ],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    let ids = [
+        ("hsdeal", id_of(&lake, "hubspot", "701").await),
+        ("pddeal", id_of(&lake, "pipedrive", "21").await),
+        ("acme", id_of(&lake, "hubspot", "501").await),
+        ("globex", id_of(&lake, "pipedrive", "41").await),
+        ("bob", id_of(&lake, "hubspot", "601").await),
+        ("eve", id_of(&lake, "hubspot", "602").await),
+        ("hank", id_of(&lake, "pipedrive", "31").await),
+        ("ria", id_of(&lake, "hubspot", "owner:55").await),
+        ("pduser", id_of(&lake, "pipedrive", "7").await),
+    ];
+    let readable = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|l| {
+                l.split(',')
+                    .map(|v| {
+                        ids.iter()
+                            .find(|(_, id)| id == v)
+                            .map_or(v.to_string(), |(n, _)| n.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT source, source_id, type, CAST(occurred_at AS VARCHAR), direction, subject, outcome, \
+                 deal_id, account_id, contact_id, owner_id, link_method, link_confidence \
+                 FROM staging.activities ORDER BY source, source_id"
+            )
+            .await
+        ),
+        [
+            "hubspot,801,call,2025-02-01T10:00:00Z,inbound,Intro,completed,hsdeal,acme,bob,ria,crm_association,1.0",
+            "hubspot,802,meeting,2025-02-03T15:00:00Z,,Demo,,hsdeal,acme,eve,ria,single_open_deal,0.7200000000000001",
+            "pipedrive,1001,call,2025-03-01T09:00:00Z,,Kickoff,done,pddeal,globex,hank,pduser,crm_association,1.0",
+            "pipedrive,1002,task,2025-03-05T14:30:00Z,,Send terms,open,pddeal,,,pduser,crm_association,1.0",
+        ]
+    );
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT source, deal_id, contact_id, role, is_primary, confidence \
+                 FROM staging.deal_contacts ORDER BY source, source_id"
+            )
+            .await
+        ),
+        [
+            "hubspot,hsdeal,bob,,,",
+            "hubspot,hsdeal,eve,,,",
+            "pipedrive,pddeal,hank,,true,",
+        ]
+    );
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT id, source_id, name, email, is_active FROM staging.users \
+                 WHERE source = 'hubspot' ORDER BY source_id"
+            )
+            .await
+        ),
+        [
+            "ria,owner:55,Ria Rep,ria@ourco.com,true",
+            // archived: kept (old deals name it), inactive; no name-only user "55" beside it
+            format!(
+                "{},owner:56,Old Rep,old@ourco.com,false",
+                id_of(&lake, "hubspot", "owner:56").await
+            )
+            .as_str(),
+        ]
+    );
+    // The deal's owner resolves to the API owner.
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT owner_id FROM staging.deals WHERE source = 'hubspot'"
+            )
+            .await
+        ),
+        ["ria"]
+    );
+}

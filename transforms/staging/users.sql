@@ -3,7 +3,12 @@
 -- `hubspot_owner_id`), so a HubSpot user is each distinct owner name found in the
 -- hubspot_owner_id of raw.hubspot_deals, raw.hubspot_companies and raw.hubspot_contacts, per
 -- workspace, with source_id 'owner:<name>' (the key deals/accounts/contacts use for owner_id).
+-- From the API, HubSpot owners are raw.hubspot_owners (id, name, email; archived owners kept
+-- as inactive) with source_id 'owner:<id>', the key deals, accounts, contacts and activities
+-- give a `hubspot_owner_id` that is an id; an owner name from an export that is no API
+-- owner's id stays a name-only user.
 -- Pipedrive users come from raw.pipedrive_users (`active_flag`, `created`, `modified`).
+-- Users are not merged across CRMs: the same person in two CRMs is two rows.
 WITH sf AS (
     SELECT
         u.workspace_id,
@@ -30,11 +35,32 @@ hs_names AS (
     UNION ALL
     SELECT workspace_id, CAST(hubspot_owner_id AS VARCHAR) FROM raw.hubspot_contacts
 ),
+hs_api AS (
+    SELECT
+        o.workspace_id,
+        'hubspot' AS source,
+        'owner:' || CAST(o.id AS VARCHAR) AS source_id,
+        o.source_data,
+        CAST(o.created_at AS TIMESTAMP) AS created_at,
+        coalesce(CAST(o.updated_at AS TIMESTAMP), CAST(o.created_at AS TIMESTAMP)) AS updated_at,
+        coalesce(
+            nullif(trim(concat_ws(' ', CAST(o.first_name AS VARCHAR), CAST(o.last_name AS VARCHAR))), ''),
+            lower(trim(CAST(o.email AS VARCHAR)))
+        ) AS name,
+        lower(trim(CAST(o.email AS VARCHAR))) AS email,
+        CAST(NULL AS VARCHAR) AS title,
+        CAST(NULL AS VARCHAR) AS manager_id,
+        NOT (coalesce(CAST(o.archived AS BOOLEAN), false) OR coalesce(CAST(o._deleted AS BOOLEAN), false)) AS is_active
+    FROM raw.hubspot_owners o
+    WHERE nullif(CAST(o.id AS VARCHAR), '') IS NOT NULL
+),
 hs_owners AS (
-    SELECT workspace_id, owner_name
-    FROM hs_names
-    WHERE owner_name IS NOT NULL AND owner_name <> ''
-    GROUP BY workspace_id, owner_name
+    SELECT n.workspace_id, n.owner_name
+    FROM hs_names n
+    LEFT JOIN hs_api a
+        ON a.workspace_id = n.workspace_id AND a.source_id = 'owner:' || n.owner_name
+    WHERE n.owner_name IS NOT NULL AND n.owner_name <> '' AND a.source_id IS NULL
+    GROUP BY n.workspace_id, n.owner_name
 ),
 hs AS (
     SELECT
@@ -70,6 +96,8 @@ unioned AS (
     SELECT * FROM sf
     UNION ALL
     SELECT * FROM hs
+    UNION ALL
+    SELECT * FROM hs_api
     UNION ALL
     SELECT * FROM pd
 )
