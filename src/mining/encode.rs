@@ -73,6 +73,13 @@ impl Dict {
     /// The array is cast to `Dictionary(UInt16, _)` by Arrow (its hash kernel finds the distinct
     /// values), then only the batch's dictionary is looked up here and the keys are remapped.
     pub fn encode(&mut self, array: &dyn Array, out: &mut Vec<u16>) -> Result<()> {
+        let prepared = Self::prepare(array)?;
+        self.extend(&prepared, out)
+    }
+
+    /// The dictionary cast of [`Dict::encode`], the costly half: it needs no dictionary, so
+    /// batches can be prepared in parallel and then added in order with [`Dict::extend`].
+    pub fn prepare(array: &dyn Array) -> Result<Prepared> {
         let value_type = match array.data_type() {
             DataType::Dictionary(_, v) => v.as_ref().clone(),
             other => other.clone(),
@@ -82,8 +89,16 @@ impl Dict {
             &DataType::Dictionary(Box::new(DataType::UInt16), Box::new(value_type)),
         )
         .map_err(MiningError::arrow("a stage dictionary"))?;
-        let dict = dict.as_dictionary::<UInt16Type>();
-        let values = StrCol::new(dict.values().as_ref()).ok_or_else(not_strings(array))?;
+        if StrCol::new(dict.as_dictionary::<UInt16Type>().values().as_ref()).is_none() {
+            return Err(not_strings(array)());
+        }
+        Ok(Prepared(dict))
+    }
+
+    /// Appends the codes of a prepared array to `out`, adding its new names.
+    pub fn extend(&mut self, prepared: &Prepared, out: &mut Vec<u16>) -> Result<()> {
+        let dict = prepared.0.as_dictionary::<UInt16Type>();
+        let values = StrCol::new(dict.values().as_ref()).ok_or_else(not_strings(&prepared.0))?;
         let mut remap = Vec::with_capacity(values.len());
         for i in 0..values.len() {
             let code = match values.get(i) {
@@ -105,6 +120,9 @@ impl Dict {
         Ok(())
     }
 }
+
+/// A string column cast to a `u16` dictionary, ready for [`Dict::extend`].
+pub struct Prepared(arrow::array::ArrayRef);
 
 /// A string column of any of Arrow's string layouts, resolved once.
 #[derive(Clone, Copy)]
@@ -147,11 +165,52 @@ impl<'a> StrCol<'a> {
 
 /// Deal ids to dense `u32` codes: the ids of `staging.deals` first (codes `0..known`), then
 /// ids met only in the history (cases of an imported event log, deleted deals).
+///
+/// Ids in the canonical lowercase hyphenated UUID form (every id revlake's models give) are kept
+/// as `u128` keys: no allocation per id and a cheap hash. Any other id (an event log's case
+/// names, an uppercase UUID) keeps its text as the key, so two ids share a code exactly when
+/// their strings are equal.
 #[derive(Debug, Default)]
 pub struct DealIndex {
-    index: FastMap<Box<str>, u32>,
+    uuids: FastMap<u128, u32>,
+    others: FastMap<Box<str>, u32>,
     len: u32,
     known: u32,
+}
+
+/// The key of an id: its UUID bits when it is a canonical lowercase hyphenated UUID.
+enum Key<'a> {
+    Uuid(u128),
+    Text(&'a str),
+}
+
+impl<'a> Key<'a> {
+    #[inline]
+    fn of(id: &'a str) -> Self {
+        parse_uuid(id.as_bytes()).map_or(Key::Text(id), Key::Uuid)
+    }
+}
+
+/// The bits of `8-4-4-4-12` lowercase hex, `None` for anything else (uppercase included, so a
+/// UUID key always round-trips to the same text).
+#[inline]
+fn parse_uuid(b: &[u8]) -> Option<u128> {
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u128::from(d);
+    }
+    Some(v)
 }
 
 impl DealIndex {
@@ -163,6 +222,7 @@ impl DealIndex {
     /// its first code).
     pub fn insert_all(&mut self, array: &dyn Array) -> Result<Vec<u32>> {
         let ids = StrCol::new(array).ok_or_else(not_strings(array))?;
+        self.uuids.reserve(ids.len());
         let mut codes = Vec::with_capacity(array.len());
         for i in 0..ids.len() {
             codes.push(ids.get(i).map_or(NONE32, |id| self.insert(id)));
@@ -171,31 +231,39 @@ impl DealIndex {
         Ok(codes)
     }
 
-    fn insert(&mut self, id: &str) -> u32 {
-        if let Some(c) = self.index.get(id) {
-            return *c;
+    /// The code of one id, added when new.
+    pub fn insert(&mut self, id: &str) -> u32 {
+        let next = self.len;
+        let code = match Key::of(id) {
+            Key::Uuid(k) => *self.uuids.entry(k).or_insert(next),
+            Key::Text(t) => match self.others.get(t) {
+                Some(c) => *c,
+                None => {
+                    self.others.insert(t.into(), next);
+                    next
+                }
+            },
+        };
+        if code == next {
+            self.len += 1;
         }
-        let c = self.len;
-        self.index.insert(id.into(), c);
-        self.len += 1;
-        c
+        code
+    }
+
+    #[inline]
+    fn get(&self, id: &str) -> Option<u32> {
+        match Key::of(id) {
+            Key::Uuid(k) => self.uuids.get(&k).copied(),
+            Key::Text(t) => self.others.get(t).copied(),
+        }
     }
 
     /// Codes of a deal-id column: probed in parallel; ids not seen yet get new codes
     /// (`add_unknown`) or [`NONE32`].
     pub fn probe(&mut self, array: &dyn Array, add_unknown: bool) -> Result<Vec<u32>> {
-        let ids = StrCol::new(array).ok_or_else(not_strings(array))?;
-        let index = &self.index;
-        let mut codes: Vec<u32> = (0..ids.len())
-            .into_par_iter()
-            .with_min_len(4096)
-            .map(|i| {
-                ids.get(i)
-                    .and_then(|id| index.get(id).copied())
-                    .unwrap_or(NONE32)
-            })
-            .collect();
+        let mut codes = self.lookup(array)?;
         if add_unknown {
+            let ids = StrCol::new(array).ok_or_else(not_strings(array))?;
             for (i, c) in codes.iter_mut().enumerate() {
                 if *c == NONE32
                     && let Some(id) = ids.get(i)
@@ -205,6 +273,17 @@ impl DealIndex {
             }
         }
         Ok(codes)
+    }
+
+    /// Codes of a deal-id column without adding any: [`NONE32`] for NULL and unknown ids.
+    /// Takes `&self`, so batches can be looked up in parallel.
+    pub fn lookup(&self, array: &dyn Array) -> Result<Vec<u32>> {
+        let ids = StrCol::new(array).ok_or_else(not_strings(array))?;
+        Ok((0..ids.len())
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|i| ids.get(i).and_then(|id| self.get(id)).unwrap_or(NONE32))
+            .collect())
     }
 
     /// All codes given (deals, then ids only in the history).
@@ -269,5 +348,30 @@ mod tests {
         );
         assert_eq!(index.probe(&history, true).unwrap(), [1, 2, NONE32, 2]);
         assert_eq!((index.known(), index.len()), (2, 3));
+    }
+
+    #[test]
+    fn uuid_ids_and_other_ids_share_codes_only_when_their_text_is_equal() {
+        let lower = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let upper = "0F8FAD5B-D9CB-469F-A165-70867728950E";
+        let mut index = DealIndex::new();
+        let deals = StringArray::from(vec![lower, "case-1", lower]);
+        assert_eq!(index.insert_all(&deals).unwrap(), [0, 1, 0]);
+        // The uppercase spelling is another id (its text differs); near-UUIDs stay text.
+        let history = StringViewArray::from(vec![
+            Some(upper),
+            Some(lower),
+            Some("0f8fad5b-d9cb-469f-a165-70867728950"),
+            Some("0f8fad5b_d9cb-469f-a165-70867728950e"),
+            Some("case-1"),
+            Some(upper),
+        ]);
+        assert_eq!(index.probe(&history, true).unwrap(), [2, 0, 3, 4, 1, 2]);
+        assert_eq!((index.known(), index.len()), (2, 5));
+        assert_eq!(
+            parse_uuid(lower.as_bytes()),
+            Some(0x0f8fad5bd9cb469fa16570867728950e)
+        );
+        assert_eq!(parse_uuid(upper.as_bytes()), None);
     }
 }

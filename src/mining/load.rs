@@ -9,13 +9,14 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
 
 use super::config::{Factor, MiningConfig};
-use super::encode::{DealIndex, Dict, NONE16, NONE32, StrCol};
+use super::encode::{DealIndex, Dict, NONE16, NONE32, Prepared, StrCol};
 use super::error::{MiningError, Result};
 use super::log::{Activities, Deals, Transitions, WorkspaceLog};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use rayon::prelude::*;
 
 use crate::lake::{AsOf, DatasetRef, Lake, LakeError, WorkspaceId};
 
@@ -246,8 +247,13 @@ pub async fn load_workspace_until(
     if let Some(batches) = deal_batches {
         let ds = deals_ds.clone();
         let (i, d) = tokio::task::spawn_blocking(move || -> Result<(DealIndex, Deals)> {
-            for b in &batches {
-                add_deals(&mut index, &mut deals, b, &ds)?;
+            // The dictionary casts of every batch at once, then the batches in order.
+            let prepared = batches
+                .par_iter()
+                .map(|b| Ok((Dict::prepare(b.column(2))?, Dict::prepare(b.column(3))?)))
+                .collect::<Result<Vec<_>>>()?;
+            for (b, p) in batches.iter().zip(prepared) {
+                add_deals(&mut index, &mut deals, b, p, &ds)?;
             }
             Ok((index, deals))
         })
@@ -294,10 +300,18 @@ pub async fn load_workspace_until(
     let ds = history_ds.clone();
     let ws_name = ws.to_string();
     let (mut index, stages, transitions) = tokio::task::spawn_blocking(move || -> Result<_> {
+        // The costly half of every batch at once (deal-id lookups, stage dictionary casts), then
+        // the batches in order, so new ids and stage names get their codes in file order.
+        let prepared = history_batches
+            .par_iter()
+            .map(|b| prepare_history(&index, b))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = history_batches.iter().map(RecordBatch::num_rows).sum();
         let mut stages = Dict::new();
         let mut t = Transitions::default();
-        for batch in &history_batches {
-            add_history(&mut index, &mut stages, &mut t, batch, &ds).map_err(|e| match e {
+        t.reserve(rows);
+        for (batch, p) in history_batches.iter().zip(prepared) {
+            add_history(&mut index, &mut stages, &mut t, batch, p, &ds).map_err(|e| match e {
                 MiningError::TooManyStages { max, .. } => MiningError::TooManyStages {
                     workspace: ws_name.clone(),
                     max,
@@ -346,11 +360,13 @@ pub async fn load_workspace_until(
     })
 }
 
-/// Adds a batch of `staging.deals` rows (id, amount_usd, lead_source, industry, is_closed).
+/// Adds a batch of `staging.deals` rows (id, amount_usd, lead_source, industry, is_closed),
+/// its lead source and industry columns prepared.
 fn add_deals(
     index: &mut DealIndex,
     deals: &mut Deals,
     b: &RecordBatch,
+    (sources_in, industries_in): (Prepared, Prepared),
     ds: &DatasetRef,
 ) -> Result<()> {
     let codes = index.insert_all(b.column(0).as_ref())?;
@@ -369,13 +385,9 @@ fn add_deals(
         .as_primitive_opt::<arrow::datatypes::Float64Type>()
         .ok_or_else(|| bad(ds, "amount_usd", "a number"))?;
     let mut sources = Vec::with_capacity(b.num_rows());
-    deals
-        .lead_sources
-        .encode(b.column(2).as_ref(), &mut sources)?;
+    deals.lead_sources.extend(&sources_in, &mut sources)?;
     let mut industries = Vec::with_capacity(b.num_rows());
-    deals
-        .industries
-        .encode(b.column(3).as_ref(), &mut industries)?;
+    deals.industries.extend(&industries_in, &mut industries)?;
     let closed =
         cast(b.column(4), &DataType::Boolean).map_err(|_| bad(ds, "is_closed", "a boolean"))?;
     let closed = closed.as_boolean();
@@ -396,17 +408,47 @@ fn add_deals(
     Ok(())
 }
 
-/// Adds a batch of history rows (deal_id, from_stage, to_stage, duration_days[, transitioned_at]).
+/// The part of a history batch's encoding that needs no new codes: the known deals' codes and
+/// the stage columns cast to dictionaries.
+struct PreparedHistory {
+    deals: Vec<u32>,
+    from: Prepared,
+    to: Prepared,
+}
+
+fn prepare_history(index: &DealIndex, b: &RecordBatch) -> Result<PreparedHistory> {
+    Ok(PreparedHistory {
+        deals: index.lookup(b.column(0).as_ref())?,
+        from: Dict::prepare(b.column(1))?,
+        to: Dict::prepare(b.column(2))?,
+    })
+}
+
+/// Adds a batch of history rows (deal_id, from_stage, to_stage, duration_days[, transitioned_at]),
+/// prepared by [`prepare_history`]: ids the index has not seen get codes here, in row order.
 fn add_history(
     index: &mut DealIndex,
     stages: &mut Dict,
     t: &mut Transitions,
     b: &RecordBatch,
+    mut p: PreparedHistory,
     ds: &DatasetRef,
 ) -> Result<()> {
-    t.deal.extend(index.probe(b.column(0).as_ref(), true)?);
-    stages.encode(b.column(1).as_ref(), &mut t.from)?;
-    stages.encode(b.column(2).as_ref(), &mut t.to)?;
+    // Ids seen first in this batch (or an earlier one of the same parallel pass).
+    if p.deals.contains(&NONE32) {
+        let ids =
+            StrCol::new(b.column(0).as_ref()).ok_or_else(|| bad(ds, "deal_id", "a string"))?;
+        for (i, c) in p.deals.iter_mut().enumerate() {
+            if *c == NONE32
+                && let Some(id) = ids.get(i)
+            {
+                *c = index.insert(id);
+            }
+        }
+    }
+    t.deal.extend_from_slice(&p.deals);
+    stages.extend(&p.from, &mut t.from)?;
+    stages.extend(&p.to, &mut t.to)?;
     let days = b
         .column(3)
         .as_primitive_opt::<arrow::datatypes::Float64Type>()

@@ -74,6 +74,14 @@ impl Transitions {
     pub fn is_empty(&self) -> bool {
         self.to.is_empty()
     }
+
+    /// Room for `rows` more rows (times too, which only the engagement factor reads).
+    pub fn reserve(&mut self, rows: usize) {
+        self.deal.reserve(rows);
+        self.from.reserve(rows);
+        self.to.reserve(rows);
+        self.days.reserve(rows);
+    }
 }
 
 /// Activity times per deal, sorted, as offsets into one flat array (CSR).
