@@ -177,7 +177,13 @@ impl WriteBuilder {
 
         let table = match existing {
             Some(t) => t,
-            None => self.create_table(&source_schema).await?,
+            // A new table takes the declared nullability, not the first input's: a model whose
+            // first run had no NULL in a column (a literal, say) must not make the column NOT
+            // NULL for every later run.
+            None => {
+                self.create_table(&declared_nullability(&source_schema, target.as_ref()))
+                    .await?
+            }
         };
         let partitions: Vec<String> = table
             .snapshot()
@@ -483,6 +489,25 @@ impl PartitionStream for OneShot {
             )),
         }
     }
+}
+
+/// `schema` with every column the `declared` schema lets be NULL made nullable.
+fn declared_nullability(schema: &SchemaRef, declared: Option<&SchemaRef>) -> SchemaRef {
+    let Some(declared) = declared else {
+        return schema.clone();
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let nullable = f.is_nullable()
+                || declared
+                    .field_with_name(f.name())
+                    .is_ok_and(|d| d.is_nullable());
+            f.as_ref().clone().with_nullable(nullable)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// Checks the input against `target` and projects it to the target's column order and exact

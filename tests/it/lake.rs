@@ -474,3 +474,54 @@ async fn a_streamed_merge_upserts_like_a_batch_merge() {
         ["1,lead,1.0", "2,demo,20.0", "3,lead,3.0"]
     );
 }
+
+/// A table created by a write whose input had no NULL in a column the schema lets be NULL (a
+/// model selecting a literal, say) still takes NULLs there later: the table is created with the
+/// declared nullability, not the first input's.
+#[tokio::test]
+async fn a_new_table_takes_the_declared_nullability_not_the_first_inputs() {
+    use arrow::array::{Float64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let lake = memory_lake().await;
+    let ds: DatasetRef = "staging.deals".parse().unwrap();
+    let schema = deals_schema("staging.deals");
+    let strict = Arc::new(Schema::new(vec![
+        Field::new("workspace_id", DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, false),
+        Field::new("stage", DataType::Utf8, false),
+        Field::new("amount", DataType::Float64, false),
+    ]));
+    let first = RecordBatch::try_new(
+        strict.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(StringArray::from(vec!["1"])),
+            Arc::new(StringArray::from(vec!["lead"])),
+            Arc::new(Float64Array::from(vec![1.0])),
+        ],
+    )
+    .unwrap();
+    lake.write(ds.clone())
+        .with_schema(Some(&schema))
+        .with_batches(strict, vec![first])
+        .await
+        .unwrap();
+    let with_nulls = RecordBatch::try_new(
+        arrow_schema(),
+        vec![
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(StringArray::from(vec!["2"])),
+            Arc::new(StringArray::from(vec![None::<&str>])),
+            Arc::new(Float64Array::from(vec![None])),
+        ],
+    )
+    .unwrap();
+    lake.write(ds.clone())
+        .with_schema(Some(&schema))
+        .with_mode(WriteMode::Append)
+        .with_batches(arrow_schema(), vec![with_nulls])
+        .await
+        .unwrap();
+    assert_eq!(count(&lake, "staging.deals").await, 2);
+}
