@@ -17,7 +17,7 @@ use super::simulate::print_table;
 /// SIGTERM after finishing the requests in flight.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  revlake serve\n  revlake serve --addr 0.0.0.0:8080 --rate-limit 120 --burst 20\n  curl -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8080/api/deals?status=open&limit=10"
+    after_help = "Examples:\n  revlake serve\n  revlake serve --addr 0.0.0.0:8080 --rate-limit 120 --burst 20\n  revlake serve --max-upload 5000000000 --anonymous-rate-limit 30\n  curl -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8080/api/deals?status=open&limit=10"
 )]
 pub struct ServeArgs {
     /// The address to listen on (port 0: any free port, printed at start).
@@ -44,6 +44,22 @@ pub struct ServeArgs {
     /// Simulations and forecasts run at once.
     #[arg(long, default_value_t = 2, value_name = "N")]
     concurrent_simulations: usize,
+    /// Largest file POST /api/import/files accepts, in bytes (default 1 GiB).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024, value_name = "BYTES")]
+    max_upload: u64,
+    /// Let POST /api/import/connect set a connection's base_url (a proxy, a sandbox); off, the
+    /// server talks only to the vendors' public APIs.
+    #[arg(long)]
+    allow_connection_base_url: bool,
+    /// Background syncs run at once (others wait, queued).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    concurrent_jobs: usize,
+    /// Requests per minute each client address may make without a valid key, sustained.
+    #[arg(long, default_value_t = 120, value_name = "N")]
+    anonymous_rate_limit: u32,
+    /// Requests a client address may make at once without a valid key above that rate.
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    anonymous_burst: u32,
 }
 
 pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
@@ -61,11 +77,22 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
         sql_max_rows: args.sql_max_rows,
         max_simulations: args.max_simulations,
         concurrent_simulations: args.concurrent_simulations,
+        project_root: Some(global.project.clone()),
+        max_upload_bytes: args.max_upload,
+        allow_connection_base_url: args.allow_connection_base_url,
+        concurrent_jobs: args.concurrent_jobs,
+        anonymous_per_minute: args.anonymous_rate_limit,
+        anonymous_burst: args.anonymous_burst,
         ..ServeConfig::default()
     };
     let project = global.project()?;
     let lake = global.lake(&project).await?;
     let state = AppState::new(lake.clone(), config)?;
+    let hooks =
+        revlake::serve::webhooks::Webhooks::start(&lake, std::sync::Arc::new(project.clone()))
+            .await
+            .context("starting the webhook receivers (ops.webhook_events)")?;
+    let _ = state.webhooks.set(hooks);
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;

@@ -43,6 +43,9 @@ pub struct PipelineFile {
     /// Warehouse exports (`[exports.NAME]`): Snowflake or BigQuery targets of `revlake export`.
     #[serde(default)]
     pub exports: BTreeMap<String, crate::export::ExportConfig>,
+    /// Webhook receivers of `revlake serve` (`[webhooks]`): secrets by environment-variable name.
+    #[serde(default)]
+    pub webhooks: crate::serve::webhooks::WebhooksConfig,
 }
 
 fn default_workspace() -> String {

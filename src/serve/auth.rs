@@ -1,8 +1,15 @@
 //! Authentication and rate limiting of `/api`: every request names a key with
 //! `Authorization: Bearer <key>`; a valid key's [`Principal`] goes to the handlers, which scope
 //! everything to its workspace; each key has its own request budget (429 with `Retry-After`).
+//!
+//! Requests without a valid key (no header, an unknown or revoked key) and the public routes
+//! spend a budget of their client address instead ([`AppState::ip_limiter`]): a flood of bad
+//! keys is answered 429 without touching the budgets of valid keys, which never spend it.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -45,10 +52,13 @@ pub async fn authenticate(
 ) -> Response {
     let token = match bearer(&request) {
         Ok(t) => t.to_string(),
-        Err(e) => return e.into_response(),
+        Err(e) => return anonymous_limit(&state, &request).unwrap_or_else(|| e.into_response()),
     };
     let principal = match check(&state, &token).await {
         Ok(p) => p,
+        Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => {
+            return anonymous_limit(&state, &request).unwrap_or_else(|| e.into_response());
+        }
         Err(e) => return e.into_response(),
     };
     let span = tracing::Span::current();
@@ -77,5 +87,40 @@ async fn check(state: &AppState, token: &str) -> Result<Principal, ApiError> {
             Err(ApiError::unauthorized("the API key was revoked"))
         }
         Verdict::Unknown => Err(ApiError::unauthorized("the API key is not valid")),
+    }
+}
+
+/// The client address of a request (served with connect info); unspecified when the router is
+/// called without it (in-process tests), which then share one budget.
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// Spends one request of the client address's budget; the 429 when it is spent.
+fn anonymous_limit(state: &AppState, request: &Request) -> Option<Response> {
+    let ip = client_ip(request);
+    let not_until = state.ip_limiter.check_key(&ip).err()?;
+    let wait = not_until.wait_time_from(state.ip_limiter.clock().now());
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    tracing::warn!(client = %ip, retry_after = seconds, "unauthenticated requests rate limited");
+    let mut error = ApiError::rate_limited(seconds);
+    error.message =
+        format!("too many requests without a valid key from this address: retry in {seconds} s");
+    Some(error.into_response())
+}
+
+/// The middleware in front of the public routes: every request spends the client address's
+/// budget.
+pub async fn limit_public(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match anonymous_limit(&state, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
     }
 }

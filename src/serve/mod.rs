@@ -18,14 +18,19 @@
 //! from ([`openapi`]), so a route cannot be served without being documented, nor the reverse.
 
 pub mod auth;
+pub mod dashboard;
 pub mod data;
 mod error;
 pub mod extract;
+pub mod import;
+pub mod jobs;
 pub mod keys;
+pub mod queue;
 pub mod rows;
 pub mod simulate;
 pub mod sql;
 mod state;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
@@ -60,7 +65,9 @@ pub use state::{AppState, ServeConfig};
         (name = "data", description = "Deals, alerts, quality results, the sales roster"),
         (name = "sql", description = "Read-only SQL over the workspace"),
         (name = "simulation", description = "What-ifs and forecasts on the mined stage chain"),
+        (name = "imports", description = "Vendor connections, their syncs, file uploads and background jobs"),
         (name = "meta", description = "This document"),
+        (name = "webhooks", description = "Signed webhook receivers (no API key): HubSpot, Stripe, Salesforce, generic"),
     )
 )]
 struct ApiDoc;
@@ -96,6 +103,16 @@ fn protected() -> AppRouter {
         .routes(routes!(data::sales_roster))
         .routes(routes!(simulate::simulate))
         .routes(routes!(simulate::pipeline))
+        .routes(routes!(import::connect))
+        .routes(routes!(import::sync))
+        .routes(routes!(import::status))
+        .routes(routes!(import::files::apply_upload))
+        .routes(routes!(jobs::get_job))
+}
+
+/// The routes that need a key and take bodies up to `--max-upload`.
+fn uploads() -> AppRouter {
+    OpenApiRouter::new().routes(routes!(import::files::upload))
 }
 
 /// The routes open to anyone.
@@ -103,8 +120,24 @@ fn public() -> AppRouter {
     OpenApiRouter::new().routes(routes!(openapi_json))
 }
 
-static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> =
-    LazyLock::new(|| protected().merge(public()).into_openapi());
+/// The webhook receivers: open, authenticated by the vendor's signature. They do not spend the
+/// per-address budget of the other open routes: a vendor delivers bursts from a few addresses,
+/// and a request without a valid signature costs one HMAC before it is refused.
+fn webhook_routes() -> AppRouter {
+    OpenApiRouter::new()
+        .routes(routes!(webhooks::hubspot))
+        .routes(routes!(webhooks::stripe))
+        .routes(routes!(webhooks::salesforce))
+        .routes(routes!(webhooks::generic))
+}
+
+static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+    protected()
+        .merge(public())
+        .merge(webhook_routes())
+        .merge(uploads())
+        .into_openapi()
+});
 
 /// The OpenAPI 3.1 document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -132,8 +165,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         auth::authenticate,
     ));
     let (public, _) = public().split_for_parts();
+    let public = public.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::limit_public,
+    ));
+    let max_upload = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX);
+    let (uploads, _) = uploads().split_for_parts();
+    let uploads = uploads
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(max_upload))
+        .layer(RequestBodyLimitLayer::new(max_upload));
+    let (webhook_routes, _) = webhook_routes().split_for_parts();
     protected
         .merge(public)
+        .merge(webhook_routes)
+        .merge(dashboard::router())
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .merge(uploads)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -141,8 +193,6 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "no such route (see /api/openapi.json)",
             )
         })
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(RequestBodyLimitLayer::new(max_body))
         .layer(middleware::from_fn(json_errors))
         .layer(
             TraceLayer::new_for_http()
@@ -192,13 +242,16 @@ pub async fn serve(
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     tracing::info!(addr, "serving");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServeError::Serve {
-            addr: addr.clone(),
-            source,
-        })?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|source| ServeError::Serve {
+        addr: addr.clone(),
+        source,
+    })?;
     tracing::info!(addr, "stopped");
     Ok(())
 }
@@ -258,8 +311,18 @@ mod tests {
             "GET /api/openapi.json",
             "GET /api/quality",
             "GET /api/workspaces/{id}/sales-roster",
+            "POST /api/import/connect",
+            "POST /api/import/sync/{connection_id}",
+            "GET /api/import/status/{connection_id}",
+            "POST /api/import/files",
+            "POST /api/import/files/{upload_id}/apply",
+            "GET /api/jobs/{id}",
             "POST /api/simulate",
             "POST /api/sql",
+            "POST /api/webhooks/{workspace}/generic",
+            "POST /api/webhooks/{workspace}/hubspot",
+            "POST /api/webhooks/{workspace}/salesforce",
+            "POST /api/webhooks/{workspace}/stripe",
         ];
         expected.sort();
         assert_eq!(documented, expected);

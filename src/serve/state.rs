@@ -2,7 +2,9 @@
 //! and per-workspace caches of query sessions and forecast inputs.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,20 @@ pub struct ServeConfig {
     /// How long a workspace's query session and forecast inputs are reused before re-reading the
     /// lake (a pipeline run shows within this).
     pub cache_ttl: Duration,
+    /// The project folder: `POST /api/import/connect` adds connections to its pipeline files,
+    /// the import endpoints read its schemas and run its checks (none: connections are refused).
+    pub project_root: Option<PathBuf>,
+    /// Largest file `POST /api/import/files` accepts, in bytes (413 above).
+    pub max_upload_bytes: u64,
+    /// Whether `POST /api/import/connect` may set a connection's `base_url` (off: the vendor's
+    /// public API only, so no key can send the server's credentials to a host of its choosing).
+    pub allow_connection_base_url: bool,
+    /// Background jobs (syncs) run at once (others wait, `queued`).
+    pub concurrent_jobs: usize,
+    /// Requests per minute each client address may make without a valid key, sustained.
+    pub anonymous_per_minute: u32,
+    /// Requests a client address may make at once without a valid key above that rate.
+    pub anonymous_burst: u32,
 }
 
 impl Default for ServeConfig {
@@ -51,6 +67,12 @@ impl Default for ServeConfig {
             concurrent_simulations: 2,
             key_refresh: Duration::from_secs(2),
             cache_ttl: Duration::from_secs(10),
+            project_root: None,
+            max_upload_bytes: 1024 * 1024 * 1024,
+            allow_connection_base_url: false,
+            concurrent_jobs: 2,
+            anonymous_per_minute: 120,
+            anonymous_burst: 60,
         }
     }
 }
@@ -74,6 +96,10 @@ impl ServeConfig {
         positive("--sql-timeout", !self.sql_timeout.is_zero())?;
         positive("--sql-max-rows", self.sql_max_rows > 0)?;
         positive("--max-simulations", self.max_simulations >= MIN_SIMULATIONS)?;
+        positive("--max-upload", self.max_upload_bytes > 0)?;
+        positive("--concurrent-jobs", self.concurrent_jobs > 0)?;
+        positive("--anonymous-rate-limit", self.anonymous_per_minute > 0)?;
+        positive("--anonymous-burst", self.anonymous_burst > 0)?;
         positive("--concurrent-simulations", self.concurrent_simulations > 0)
     }
 }
@@ -127,8 +153,14 @@ pub struct AppState {
     pub keys: KeyStore,
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub simulations: Semaphore,
+    /// Background jobs started by the import endpoints.
+    pub jobs: Arc<super::jobs::JobTable>,
+    /// The request budget of each client address for requests without a valid key.
+    pub ip_limiter: DefaultKeyedRateLimiter<IpAddr>,
     sessions: Cache<SqlSession>,
     inputs: Cache<ForecastInputs>,
+    /// The webhook receivers and their queue, once started ([`super::webhooks::Webhooks::start`]).
+    pub webhooks: std::sync::OnceLock<Arc<super::webhooks::Webhooks>>,
 }
 
 impl AppState {
@@ -136,14 +168,21 @@ impl AppState {
         config.validate()?;
         let per_minute = NonZeroU32::new(config.requests_per_minute).expect("validated above");
         let burst = NonZeroU32::new(config.burst).expect("validated above");
+        let anonymous = NonZeroU32::new(config.anonymous_per_minute).expect("validated above");
+        let anonymous_burst = NonZeroU32::new(config.anonymous_burst).expect("validated above");
         Ok(Arc::new(Self {
             keys: KeyStore::new(lake.clone(), config.key_refresh),
             limiter: DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(per_minute).allow_burst(burst),
             ),
             simulations: Semaphore::new(config.concurrent_simulations),
+            jobs: super::jobs::JobTable::new(config.concurrent_jobs),
+            ip_limiter: DefaultKeyedRateLimiter::keyed(
+                Quota::per_minute(anonymous).allow_burst(anonymous_burst),
+            ),
             sessions: Cache::new(config.cache_ttl),
             inputs: Cache::new(config.cache_ttl),
+            webhooks: std::sync::OnceLock::new(),
             lake,
             config,
         }))
