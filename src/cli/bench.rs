@@ -24,6 +24,7 @@ enum BenchWhat {
     Landing(LandingArgs),
     Check(super::bench_check::CheckBenchArgs),
     Export(super::bench_export::ExportBenchArgs),
+    Models(super::bench_models::ModelsBenchArgs),
 }
 
 /// Time landing a deal-like NDJSON file and CSV file (15 columns) into a fresh local lake, and
@@ -51,6 +52,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         BenchWhat::Landing(a) => landing(a).await,
         BenchWhat::Check(a) => super::bench_check::run(&global.project()?, a).await,
         BenchWhat::Export(a) => super::bench_export::run(&global.project()?, a).await,
+        BenchWhat::Models(a) => super::bench_models::run(global, a).await,
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod bench_check;
 mod bench_export;
 mod bench_mining;
+mod bench_models;
 mod check;
 mod demo;
 mod eventlog;

@@ -1,6 +1,7 @@
 //! revlake's integration tests: one binary, a module per feature.
 
 mod alerts;
+mod bench_models;
 mod chargebee;
 mod cli;
 mod common;
