@@ -228,7 +228,7 @@ fn run_duckdb(path: &Path, format: &str, out: &Path) -> Result<f64> {
 }
 
 /// The process's peak resident set (Linux), in MB.
-fn peak_rss_mb() -> Option<f64> {
+pub(super) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -239,7 +239,7 @@ pub async fn run(project: &Project, args: CheckBenchArgs) -> Result<std::process
     );
     println!(
         "  peak RSS {:.0} MB",
-        super::bench_mining::peak_rss_mb().unwrap_or(f64::NAN)
+        super::bench::peak_rss_mb().unwrap_or(f64::NAN)
     );
 
     if args.no_peer {

@@ -136,7 +136,7 @@ pub async fn run(shipped: &Project, args: ExportBenchArgs) -> Result<std::proces
     );
     println!(
         "  peak RSS {:.0} MB",
-        super::bench_mining::peak_rss_mb().unwrap_or(f64::NAN)
+        super::bench::peak_rss_mb().unwrap_or(f64::NAN)
     );
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -149,7 +149,7 @@ pub async fn run(
     let transitions: u64 = results.iter().map(|r| r.summary.transitions).sum();
     let matrix_cells: usize = results.iter().map(|r| r.matrix.len()).sum();
     let (total, load, mine) = best.unwrap_or_default();
-    let rss = peak_rss_mb().unwrap_or(f64::NAN);
+    let rss = super::bench::peak_rss_mb().unwrap_or(f64::NAN);
     println!(
         "  revlake {:>8.2}s  (read {:.2}s, mine {:.2}s)  peak RSS {:.0} MB  {} transitions, {} workspace(s), {} matrix rows",
         total,
@@ -263,12 +263,4 @@ fn run_python(script: &str, spec: &Path) -> Result<serde_json::Value> {
         .find(|l| l.starts_with('{'))
         .context("no result line")?;
     Ok(serde_json::from_str(line)?)
-}
-
-/// The process's peak resident set (Linux), in MB.
-pub fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }

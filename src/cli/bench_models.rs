@@ -25,7 +25,7 @@ use revlake::sql::udf;
 use serde_json::{Value, json};
 
 use super::Global;
-use super::bench_mining::peak_rss_mb;
+use super::bench::peak_rss_mb;
 
 /// The DuckDB peer (run, check and udfs modes).
 const SCRIPT: &str = include_str!("../../scripts/duckdb_models.py");

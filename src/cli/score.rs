@@ -280,16 +280,8 @@ async fn bench(n: usize) -> Result<ExitCode> {
         t.open as f64 / t.score.max(1e-9)
     );
     println!("  trends and alerts {:>8.3}s", t.alerts);
-    if let Some(rss) = peak_rss_mb() {
+    if let Some(rss) = super::bench::peak_rss_mb() {
         println!("  peak RSS of this process: {rss:.0} MB");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The process's peak resident set (Linux), in MB.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
