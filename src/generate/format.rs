@@ -158,6 +158,9 @@ pub mod prefix {
     pub const OPPORTUNITY_CONTACT_ROLE: [u8; 3] = *b"00K";
     pub const TASK: [u8; 3] = *b"00T";
     pub const EVENT: [u8; 3] = *b"00U";
+    pub const PERIOD: [u8; 3] = *b"026";
+    pub const FORECASTING_QUOTA: [u8; 3] = *b"0J9";
+    pub const FORECASTING_TYPE: [u8; 3] = *b"0Db";
 }
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

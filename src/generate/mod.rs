@@ -5,8 +5,9 @@
 //! acquired business unit ("Kitewire"). [`generate`] writes, under the output directory:
 //!
 //! - `salesforce/`: `Account.csv`, `Contact.csv`, `User.csv`, `Opportunity.csv`,
-//!   `OpportunityHistory.csv`, `OpportunityContactRole.csv`, `Task.csv`, `Event.csv`, shaped like
-//!   Setup → Data Export (API field names, every field quoted, 18-character ids);
+//!   `OpportunityHistory.csv`, `OpportunityContactRole.csv`, `Task.csv`, `Event.csv`,
+//!   `Period.csv` and `ForecastingQuota.csv` (quarterly rep quotas), shaped like Setup → Data
+//!   Export (API field names, every field quoted, 18-character ids);
 //! - `hubspot/`: `companies.csv`, `contacts.csv`, `deals.csv`, shaped like the CRM index-page
 //!   export (property labels, numeric record ids, per-stage "Date entered"/"Date exited");
 //! - `truth.json`: the [`Truth`] — counts, outcomes and per-factor win rates to test against.
@@ -306,6 +307,7 @@ pub fn generate(
     }
 
     sf.accounts(&mut rng, &sf_org)?;
+    sf.quotas(&sf_org, &timeline)?;
     hs.companies(&mut rng, &hs_org)?;
     let mut written = sf.finish()?;
     written.extend(hs.finish()?);

@@ -1,5 +1,6 @@
 //! The Salesforce org's Data Export: one CSV per object under `<out>/salesforce/`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rand::{Rng, RngExt};
@@ -7,10 +8,13 @@ use rand::{Rng, RngExt};
 use super::GeneratedFile;
 use super::deal::{ActivityKind, Deal, Outcome, Scratch};
 use super::error::GenerateError;
-use super::format::{CsvOut, DAY, Num, SfId, boolean, business_snap, date, prefix, sf_datetime};
+use super::format::{
+    CsvOut, DAY, Num, SfId, boolean, business_snap, civil_from_days, date, days_from_civil, prefix,
+    sf_datetime,
+};
 use super::model::{INDUSTRIES, LEAD_SOURCES, expected_close_day};
 use super::names::COUNTRIES;
-use super::org::{Account, ContactRow, Org};
+use super::org::{Account, ContactRow, Org, Timeline};
 
 /// Share of Account rows with an empty Industry.
 const P_EMPTY_INDUSTRY: f64 = 0.03;
@@ -127,6 +131,46 @@ const EVENT: &[&str] = &[
     "CreatedDate",
 ];
 
+const PERIOD: &[&str] = &[
+    "Id",
+    "Type",
+    "StartDate",
+    "EndDate",
+    "Number",
+    "QuarterLabel",
+    "IsForecastPeriod",
+];
+const FORECASTING_QUOTA: &[&str] = &[
+    "Id",
+    "QuotaOwnerId",
+    "QuotaAmount",
+    "StartDate",
+    "PeriodId",
+    "CurrencyIsoCode",
+    "IsQuantity",
+    "ForecastingTypeId",
+    "CreatedDate",
+    "LastModifiedDate",
+];
+
+/// A rep's quarterly quota: this share of their average quarterly bookings (won amount) over
+/// the last [`TRAILING_QUARTERS`] elapsed quarters, rounded up to [`QUOTA_ROUNDING`] (a stretch most reps miss some
+/// quarters, as real quotas are).
+const QUOTA_STRETCH: f64 = 1.15;
+const QUOTA_ROUNDING: u64 = 5_000;
+const TRAILING_QUARTERS: i64 = 4;
+
+/// Calendar quarter index (`year * 4 + quarter - 1`) of a day number.
+fn quarter_of(day: i64) -> i64 {
+    let (y, m, _) = civil_from_days(day);
+    y * 4 + i64::from((m - 1) / 3)
+}
+
+/// First day of quarter index `q`.
+fn quarter_start(q: i64) -> i64 {
+    days_from_civil(q.div_euclid(4), (q.rem_euclid(4) * 3 + 1) as u32, 1)
+}
+
 /// All Salesforce export files, open at once, with the id sequences of the streamed objects.
 pub struct SalesforceWriter {
     account: CsvOut,
@@ -137,6 +181,10 @@ pub struct SalesforceWriter {
     contact_role: CsvOut,
     task: CsvOut,
     event: CsvOut,
+    period: CsvOut,
+    quota: CsvOut,
+    /// Won amount per (owner, close quarter), for the quotas.
+    won: BTreeMap<(u16, i64), u64>,
     opportunities: u64,
     histories: u64,
     contact_roles: u64,
@@ -161,6 +209,9 @@ impl SalesforceWriter {
             )?,
             task: CsvOut::create(root, "salesforce/Task.csv", TASK)?,
             event: CsvOut::create(root, "salesforce/Event.csv", EVENT)?,
+            period: CsvOut::create(root, "salesforce/Period.csv", PERIOD)?,
+            quota: CsvOut::create(root, "salesforce/ForecastingQuota.csv", FORECASTING_QUOTA)?,
+            won: BTreeMap::new(),
             opportunities: 0,
             histories: 0,
             contact_roles: 0,
@@ -271,6 +322,12 @@ impl SalesforceWriter {
         let spec = stage.spec();
         let amount = (!rng.random_bool(P_EMPTY_AMOUNT)).then(|| Num::money(deal.amount));
         let dm = deal.ctx.duration_mult();
+        if deal.outcome == Outcome::Won {
+            *self
+                .won
+                .entry((deal.owner, quarter_of(deal.close_day)))
+                .or_default() += deal.amount;
+        }
 
         let w = &mut self.opportunity;
         w.f(opp)?;
@@ -411,6 +468,69 @@ impl SalesforceWriter {
         Ok(())
     }
 
+    /// Writes Period.csv (the calendar quarters from the first deal's to the one after "today")
+    /// and ForecastingQuota.csv (one quota per rep and quarter from the quarter the rep joined;
+    /// after the deals, from each rep's bookings). Draws nothing from the random stream.
+    pub fn quotas(&mut self, org: &Org, timeline: &Timeline) -> Result<(), GenerateError> {
+        let first = quarter_of(timeline.start_day);
+        let current = quarter_of(timeline.as_of_day);
+        let last = current + 1;
+        for q in first..=last {
+            let w = &mut self.period;
+            w.f(SfId::new(prefix::PERIOD, (q - first) as u64))?;
+            w.f("Quarter")?;
+            w.f(date(quarter_start(q)))?;
+            w.f(date(quarter_start(q + 1) - 1))?;
+            w.f(Num::new(q.rem_euclid(4) as u64 + 1))?;
+            w.f(format!("Q{} {}", q.rem_euclid(4) + 1, q.div_euclid(4)))?;
+            w.f(boolean(true))?;
+            w.end()?;
+        }
+        // Average bookings per elapsed quarter a rep was there; reps without any take the
+        // average of those with some.
+        let joined = |rep: u16| quarter_of(org.users[usize::from(rep)].created.div_euclid(DAY));
+        let average = |rep: u16| -> Option<f64> {
+            let from = joined(rep).max(first).max(current - TRAILING_QUARTERS);
+            let quarters = current - from;
+            let total: u64 = self
+                .won
+                .range((rep, from)..(rep, current))
+                .map(|(_, v)| *v)
+                .sum();
+            (quarters > 0 && total > 0).then(|| total as f64 / quarters as f64)
+        };
+        let known: Vec<f64> = org.reps.iter().filter_map(|&r| average(r)).collect();
+        let fallback = if known.is_empty() {
+            100_000.0
+        } else {
+            known.iter().sum::<f64>() / known.len() as f64
+        };
+        let ftype = SfId::new(prefix::FORECASTING_TYPE, 0);
+        let mut seq = 0u64;
+        for &rep in &org.reps {
+            let raw = average(rep).unwrap_or(fallback) * QUOTA_STRETCH;
+            let quota = (raw / QUOTA_ROUNDING as f64).ceil().max(1.0) as u64 * QUOTA_ROUNDING;
+            let created = org.users[usize::from(rep)].created;
+            for q in joined(rep).max(first)..=last {
+                let w = &mut self.quota;
+                w.f(SfId::new(prefix::FORECASTING_QUOTA, seq))?;
+                seq += 1;
+                w.f(SfId::new(prefix::USER, u64::from(rep)))?;
+                w.f(Num::money(quota))?;
+                w.f(date(quarter_start(q)))?;
+                w.f(SfId::new(prefix::PERIOD, (q - first) as u64))?;
+                w.f("USD")?;
+                w.f(boolean(false))?;
+                w.f(ftype)?;
+                let stamp = sf_datetime((quarter_start(q) * DAY - 30 * DAY).max(created));
+                w.f(stamp)?;
+                w.f(stamp)?;
+                w.end()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes every file.
     pub fn finish(self) -> Result<Vec<(&'static str, GeneratedFile)>, GenerateError> {
         [
@@ -422,6 +542,8 @@ impl SalesforceWriter {
             self.contact_role,
             self.task,
             self.event,
+            self.period,
+            self.quota,
         ]
         .into_iter()
         .map(CsvOut::finish)

@@ -81,7 +81,7 @@ fn same_seed_gives_identical_files_and_other_seed_differs() {
     let (a, sa) = run(&config(7));
     let (b, _) = run(&config(7));
     let (c, _) = run(&config(8));
-    assert_eq!(sa.files.len(), 11);
+    assert_eq!(sa.files.len(), 13);
     for file in &sa.files {
         let rel = file.path.strip_prefix(a.path()).expect("under out");
         let left = std::fs::read(a.path().join(rel)).expect("read a");

@@ -181,6 +181,8 @@ fn last_day(start: NaiveDate, months: u32) -> NaiveDate {
 /// The periods of a forecast: `all`, each month of the calendar, each quarter whose months
 /// from the as-of month on are all in it, and the quota periods of whole months that are
 /// neither. Returns them and the quota periods left out (not whole months, or past the horizon).
+/// Quota periods that ended before the as-of month are history, not forecast: they are
+/// neither listed nor counted.
 pub fn periods(calendar: &Calendar, quotas: &[Quota]) -> (Vec<Period>, usize) {
     let months = calendar.labels().len() - 1;
     let first = month_start(calendar.as_of());
@@ -224,7 +226,7 @@ pub fn periods(calendar: &Calendar, quotas: &[Quota]) -> (Vec<Period>, usize) {
     let distinct: BTreeSet<(NaiveDate, NaiveDate)> =
         quotas.iter().map(|q| (q.start, q.end)).collect();
     for (s, e) in distinct {
-        if out.iter().any(|p| p.start == Some(s) && p.end == Some(e)) {
+        if e < first || out.iter().any(|p| p.start == Some(s) && p.end == Some(e)) {
             continue;
         }
         let whole = s.day() == 1 && e.succ_opt().is_some_and(|n| n.day() == 1) && s <= e;
@@ -807,6 +809,7 @@ mod tests {
             q((2025, 6, 1), (2025, 8, 31)), // three whole months: its own period
             q((2025, 6, 10), (2025, 7, 9)), // not whole months: left out
             q((2026, 1, 1), (2026, 3, 31)), // beyond the 4-month horizon: left out
+            q((2025, 1, 1), (2025, 3, 31)), // ended before the as-of month: history, not listed
         ];
         let (p, skipped) = periods(&june(), &quotas);
         let labels: Vec<&str> = p.iter().map(|p| p.label.as_str()).collect();

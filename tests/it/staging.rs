@@ -854,6 +854,8 @@ async fn a_salesforce_only_lake_builds_every_model() {
             "staging.deal_stage_history=0",
             "staging.deals=1",
             "staging.invoices=0",
+            "staging.product_events=0",
+            "staging.quotas=0",
             "staging.subscriptions=0",
             "staging.tickets=0",
             "staging.users=0",
@@ -1599,4 +1601,326 @@ async fn hubspot_engagements_pipedrive_activities_and_their_deal_contacts_and_ow
         ),
         ["ria"]
     );
+}
+
+#[tokio::test]
+async fn quotas_from_salesforce_and_a_sheet_and_product_events_from_every_tool() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[
+            &["001A", "Acme Corp", "acme.com"],
+            &["001B", "Globex", "globex.com"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_user",
+        &["id", "name", "email"],
+        &[
+            &["005A", "Ann Lee", "ann@ourco.com"],
+            &["005B", "Bob Stone", "bob@ourco.com"],
+        ],
+    )
+    .await;
+    // Ann is also a HubSpot owner: the sheet's email picks the user who owns deals.
+    land(
+        &lake,
+        "raw.hubspot_owners",
+        &["id", "email", "first_name", "last_name"],
+        &[&["77", "ann@ourco.com", "Ann", "Lee"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_opportunity",
+        &[
+            "id",
+            "name",
+            "account_id",
+            "owner_id",
+            "stage_name",
+            "amount",
+        ],
+        &[&["006A", "a", "001A", "005A", "Prospecting", "10"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_contact",
+        &["id", "account_id", "email"],
+        &[&["003A", "001A", "carol@acme.com"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_forecasting_quota",
+        &[
+            "id",
+            "quota_owner_id",
+            "quota_amount",
+            "start_date",
+            "period_id",
+            "currency_iso_code",
+            "is_quantity",
+        ],
+        &[
+            &["0J9A", "005A", "100000", "2026-01-01", "026Q1", "", "false"],
+            // Its Period is not synced: the month from StartDate, said so.
+            &[
+                "0J9B",
+                "005B",
+                "50000",
+                "2026-02-01",
+                "026M2",
+                "EUR",
+                "false",
+            ],
+            // A quantity quota counts units: left out.
+            &["0J9C", "005A", "", "2026-01-01", "026Q1", "", "true"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_period",
+        &["id", "start_date", "end_date", "type"],
+        &[&["026Q1", "2026-01-01", "2026-03-31", "Quarter"]],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.file_quotas",
+        &[
+            "owner_email",
+            "owner_name",
+            "owner_source",
+            "owner_source_id",
+            "period_start",
+            "period_end",
+            "period_type",
+            "amount",
+            "currency",
+        ],
+        &[
+            &[
+                "ANN@ourco.com ",
+                "",
+                "",
+                "",
+                "2026-04-01",
+                "",
+                "quarter",
+                "120000",
+                "",
+            ],
+            &[
+                "",
+                "",
+                "HubSpot",
+                "77",
+                "2026-04-01",
+                "2026-04-30",
+                "",
+                "10",
+                "gbp",
+            ],
+            &[
+                "",
+                "bob stone",
+                "",
+                "",
+                "2026-01-01",
+                "",
+                "year",
+                "1",
+                "USD",
+            ],
+            &[
+                "nobody@ourco.com",
+                "",
+                "",
+                "",
+                "2026-01-01",
+                "",
+                "month",
+                "5",
+                "XXX",
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.amplitude_events",
+        &[
+            "uuid",
+            "user_id",
+            "event_type",
+            "event_time",
+            "user_properties",
+        ],
+        &[
+            &[
+                "a-1",
+                "u1",
+                "Login",
+                "2026-03-01 10:00:00.000000",
+                r#"{"email":"Carol@acme.com"}"#,
+            ],
+            &[
+                "a-2",
+                "dave@globex.com",
+                "Export",
+                "2026-03-01 11:00:00.000000",
+                "",
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.mixpanel_events",
+        &["event", "properties"],
+        &[
+            &[
+                "Report Run",
+                r#"{"time":1772359200,"distinct_id":"x9","$insert_id":"i1","$email":"x@initech.com"}"#,
+            ],
+            &[
+                "Report Run",
+                r#"{"time":1772359200000,"distinct_id":"x9","$insert_id":"i2"}"#,
+            ],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.segment_tracks",
+        &[
+            "message_id",
+            "type",
+            "event",
+            "user_id",
+            "timestamp",
+            "context",
+        ],
+        &[
+            &[
+                "m1",
+                "track",
+                "Invite Sent",
+                "u5",
+                "2026-03-02T09:00:00Z",
+                r#"{"groupId":"001B","traits":{"email":"carol@acme.com"}}"#,
+            ],
+            &["m2", "identify", "", "u5", "2026-03-02T09:00:00Z", ""],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.product_events",
+        &[
+            "event_id",
+            "user_id",
+            "account_domain",
+            "event_name",
+            "event_timestamp",
+        ],
+        &[&[
+            "e1",
+            "42",
+            "https://www.acme.com/",
+            "Seat Added",
+            "2026-03-03T00:00:00Z",
+        ]],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    let ids = [
+        ("ann", id_of(&lake, "salesforce", "005A").await),
+        ("bob", id_of(&lake, "salesforce", "005B").await),
+        ("ann_hs", id_of(&lake, "hubspot", "owner:77").await),
+        ("acme", id_of(&lake, "salesforce", "001A").await),
+        ("globex", id_of(&lake, "salesforce", "001B").await),
+        ("carol", id_of(&lake, "salesforce", "003A").await),
+    ];
+    let readable = |lines: Vec<String>| -> Vec<String> {
+        let mut out = lines
+            .into_iter()
+            .map(|l| {
+                l.split(',')
+                    .map(|v| {
+                        ids.iter()
+                            .find(|(_, id)| id == v)
+                            .map_or(v.to_string(), |(n, _)| n.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect::<Vec<_>>();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT source, owner_id, CAST(period_start AS VARCHAR), CAST(period_end AS VARCHAR), \
+                 period_type, currency, amount, round(amount_usd, 2) FROM staging.quotas"
+            )
+            .await
+        ),
+        [
+            ",2026-01-01,2026-01-31,month,XXX,5.0,",
+            "ann,2026-04-01,2026-06-30,quarter,USD,120000.0,120000.0",
+            "ann_hs,2026-04-01,2026-04-30,custom,GBP,10.0,12.7",
+            "bob,2026-01-01,2026-12-31,year,USD,1.0,1.0",
+        ]
+        .iter()
+        .map(|r| format!("file,{r}"))
+        .chain([
+            "salesforce,ann,2026-01-01,2026-03-31,quarter,USD,100000.0,100000.0".to_string(),
+            "salesforce,bob,2026-02-01,2026-02-28,month (assumed),EUR,50000.0,54000.0".to_string(),
+        ])
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        readable(
+            query(
+                &lake,
+                "SELECT source, event, CAST(occurred_at AS VARCHAR), user_id, email, account_id, \
+                 contact_id, link_method FROM staging.product_events"
+            )
+            .await
+        ),
+        [
+            "amplitude,Export,2026-03-01T11:00:00Z,dave@globex.com,dave@globex.com,globex,,email_domain",
+            "amplitude,Login,2026-03-01T10:00:00Z,u1,carol@acme.com,acme,carol,contact",
+            "file,Seat Added,2026-03-03T00:00:00Z,42,,acme,,account_domain",
+            "mixpanel,Report Run,2026-03-01T10:00:00Z,x9,,,,",
+            "mixpanel,Report Run,2026-03-01T10:00:00Z,x9,x@initech.com,,,",
+            // The group's CRM account wins over the contact's.
+            "segment,Invite Sent,2026-03-02T09:00:00Z,u5,carol@acme.com,globex,carol,account_id",
+        ]
+    );
+    // A rebuild gives the same ids (re-imports upsert).
+    let before = query(&lake, "SELECT id FROM staging.product_events").await;
+    build(&lake, dir.path()).await;
+    assert_eq!(
+        query(&lake, "SELECT id FROM staging.product_events").await,
+        before
+    );
+    // Five quotas have an owner and a USD amount (the unknown rep's has neither).
+    let n = query(
+        &lake,
+        "SELECT count(*) FROM staging.quotas WHERE owner_id IS NOT NULL AND amount_usd > 0",
+    )
+    .await;
+    assert_eq!(n, ["5"]);
 }

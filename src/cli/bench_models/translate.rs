@@ -10,6 +10,7 @@
 //! | `CAST(<double> AS BIGINT)` | `CAST(trunc(<double>) AS BIGINT)` | DuckDB rounds, DataFusion truncates (applied when `<double>` is a `CAST(.. AS DOUBLE)` or an epoch) |
 //! | `date_part('epoch', x)` | `epoch(x)` | fractional seconds as a DOUBLE |
 //! | `to_timestamp_seconds(x)` | `make_timestamp(CAST(x AS BIGINT) * 1000000)` | a naive UTC timestamp |
+//! | `to_timestamp_millis(x)` | `make_timestamp(CAST(x AS BIGINT) * 1000)` | a naive UTC timestamp |
 //! | `regexp_match(s, p)[n]` | `CASE WHEN regexp_matches(s, p) THEN regexp_extract(s, p, n) END` | null, not `''`, without a match |
 //! | `regexp_like(s, p)` | `regexp_matches(s, p)` | name |
 //! | `btrim(s, c)` | `trim(s, c)` | name |
@@ -320,10 +321,15 @@ impl Translator<'_> {
             "regexp_like" => plain("regexp_matches"),
             "btrim" => plain("trim"),
             "make_array" => plain("list_value"),
-            "to_timestamp_seconds" => {
+            "to_timestamp_seconds" | "to_timestamp_millis" => {
                 let args = self.args(open, close)?;
+                let micros = if lower == "to_timestamp_seconds" {
+                    1_000_000
+                } else {
+                    1_000
+                };
                 Ok((
-                    format!("make_timestamp(CAST({} AS BIGINT) * 1000000)", args[0]),
+                    format!("make_timestamp(CAST({} AS BIGINT) * {micros})", args[0]),
                     next,
                 ))
             }
@@ -474,6 +480,10 @@ mod tests {
         assert_eq!(
             t("to_timestamp_seconds(CAST(json_get(s, '/a') AS BIGINT))"),
             "make_timestamp(CAST(CAST(json_get(s, '/a') AS BIGINT) AS BIGINT) * 1000000)"
+        );
+        assert_eq!(
+            t("to_timestamp_millis(x)"),
+            "make_timestamp(CAST(x AS BIGINT) * 1000)"
         );
         assert_eq!(
             t("btrim(regexp_replace(x, '[^a-z]+', '_', 'g'), '_')"),
