@@ -1,6 +1,7 @@
 //! Deal forecasts: every open deal of a workspace simulated forward, summarized, and written to
 //! `marts.deal_forecasts`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -149,6 +150,33 @@ pub async fn forecast_workspace(
     workspace: &WorkspaceId,
     options: &ForecastOptions,
 ) -> Result<WorkspaceForecast> {
+    let only = options.deal.clone().map(|d| BTreeSet::from([d]));
+    forecast_selected(lake, workspace, options, only.as_ref()).await
+}
+
+/// Forecasts only `deals` (staging ids) of `workspace`, with one load of the model and of the
+/// open deals: a partial forecast, written by merge on (workspace_id, deal_id). Ids that are not
+/// open deals (closed since, or not in staging.deals) are not simulated: they are in `skipped`
+/// with the reason. `options.deal` is not read.
+pub async fn forecast_workspace_deals(
+    lake: &Lake,
+    workspace: &WorkspaceId,
+    deals: &BTreeSet<String>,
+    options: &ForecastOptions,
+) -> Result<WorkspaceForecast> {
+    let options = ForecastOptions {
+        deal: None,
+        ..options.clone()
+    };
+    forecast_selected(lake, workspace, &options, Some(deals)).await
+}
+
+async fn forecast_selected(
+    lake: &Lake,
+    workspace: &WorkspaceId,
+    options: &ForecastOptions,
+    only: Option<&BTreeSet<String>>,
+) -> Result<WorkspaceForecast> {
     let session = SqlSession::open(
         lake,
         &SessionOptions {
@@ -159,17 +187,29 @@ pub async fn forecast_workspace(
     .await?;
     let model = ChainModel::from_session(&session, workspace).await?;
     let (mut deals, as_of) = open_deals_in(&session, options.as_of).await?;
-    if let Some(id) = &options.deal {
-        deals.retain(|d| &d.id == id);
-        if deals.is_empty() {
+    let mut not_open = Vec::new();
+    if let Some(only) = only {
+        deals.retain(|d| only.contains(&d.id));
+        if let Some(id) = &options.deal
+            && deals.is_empty()
+        {
             return Err(no_such_deal(id, workspace));
         }
+        not_open = only
+            .iter()
+            .filter(|id| !deals.iter().any(|d| &d.id == *id))
+            .map(|id| SkippedDeal {
+                deal_id: id.clone(),
+                stage: String::new(),
+                reason: "not an open deal of staging.deals (closed, or not there)".to_string(),
+            })
+            .collect();
     }
     let calendar = Calendar::new(as_of.date_naive(), options.months);
     let config = options.config.clone();
     let model = Arc::new(model);
     let low_confidence = model.low_confidence();
-    let (deals, skipped, calendar) = {
+    let (deals, mut skipped, calendar) = {
         let model = model.clone();
         tokio::task::spawn_blocking(move || {
             forecast_deals(&model, &deals, &calendar, &config).map(|(f, s)| (f, s, calendar))
@@ -179,6 +219,7 @@ pub async fn forecast_workspace(
             reason: e.to_string(),
         })??
     };
+    skipped.extend(not_open);
     Ok(WorkspaceForecast {
         workspace: workspace.clone(),
         as_of,
@@ -186,7 +227,7 @@ pub async fn forecast_workspace(
         calendar,
         config: options.config.clone(),
         low_confidence,
-        partial: options.deal.is_some(),
+        partial: only.is_some(),
         deals,
         skipped,
     })

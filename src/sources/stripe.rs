@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 
+use arrow::array::RecordBatch;
 use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -87,6 +88,23 @@ const EPOCH_FIELDS: &[&str] = &[
     "effective_at",
 ];
 
+/// The landed kinds of Stripe's fields (epoch seconds as timestamps).
+fn hints() -> HashMap<String, FieldKind> {
+    EPOCH_FIELDS
+        .iter()
+        .map(|f| (f.to_string(), FieldKind::Timestamp))
+        .collect()
+}
+
+/// One Stripe object (a subscription or invoice a webhook event carries) as the connector lands
+/// it in its stream's table: the same flattening, column names and types, `source_data` and
+/// `_deleted` (without the workspace and sync columns the landing adds).
+pub fn object_batch(object: &Value, deleted: bool) -> std::result::Result<RecordBatch, String> {
+    let mut builder = PageBuilder::new(hints());
+    builder.push_record(object, deleted)?;
+    builder.finish().map(|(b, _)| b).map_err(|e| e.to_string())
+}
+
 /// A stream's endpoint, fixed query, and the event type deleting its objects.
 struct Endpoint {
     path: &'static str,
@@ -131,10 +149,7 @@ impl Stripe {
                 .option_u64("page_size")
                 .unwrap_or(100)
                 .clamp(1, 100),
-            hints: EPOCH_FIELDS
-                .iter()
-                .map(|f| (f.to_string(), FieldKind::Timestamp))
-                .collect(),
+            hints: hints(),
         })
     }
 

@@ -432,7 +432,7 @@ pub(super) async fn commit(
 }
 
 /// Adds `workspace_id`, `_synced_at` and `_sync_id`.
-pub(super) fn add_sync_columns(
+pub(crate) fn add_sync_columns(
     batch: &RecordBatch,
     workspace: &WorkspaceId,
     sync_id: &str,
@@ -467,7 +467,7 @@ fn max_timestamp(batch: &RecordBatch, column: &str) -> Option<i64> {
 /// Brings pages with differing columns to one schema: the table's columns first (their types
 /// win; values that do not cast become null and are counted), then new columns in the order
 /// they appeared. Missing columns are null.
-fn unify(
+pub(crate) fn unify(
     known: Option<&SchemaRef>,
     batches: &[RecordBatch],
 ) -> std::result::Result<(SchemaRef, Vec<RecordBatch>, u64), arrow::error::ArrowError> {

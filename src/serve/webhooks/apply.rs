@@ -1,38 +1,65 @@
-//! Applying a workspace's batch of events: the changes land in the raw tables the connectors
-//! write (one merge commit per table), the workspace's `staging.deals` is rebuilt, the open
-//! deals are rescored, and the alerts the scoring raised for the first time are delivered
-//! through the pipeline's `[alerts]` routes, as the batch would.
+//! Applying a workspace's batch of events, in five steps timed on the batch's one log line
+//! (`webhook batch applied`: `land_ms`, `models_ms`, `simulate_ms`, `score_ms`, `alerts_ms`):
+//!
+//! 1. **land**: the changes are merged into the raw tables the connectors write (one merge
+//!    commit per table), as the table below says;
+//! 2. **models**: the staging models reading what landed are rebuilt for the workspace:
+//!    `staging.deals` after deal changes, `staging.deal_stage_history` too after stage events
+//!    (another property's change moves no transition; the history rows' copy of the deal's
+//!    `source_data` catches up at the next batch run), `staging.subscriptions` /
+//!    `staging.invoices` after Stripe objects;
+//! 3. **simulate**: the changed deals are re-forecast into `marts.deal_forecasts`, with the
+//!    batch's simulation settings ([`resimulate`]);
+//! 4. **score**: the open deals are rescored (scoring reads the forecasts' `p_win`);
+//! 5. **alerts**: the alerts the scoring raised for the first time are delivered through the
+//!    pipeline's `[alerts]` routes, as the batch would.
 //!
 //! | change | lands in | merged on |
 //! | --- | --- | --- |
-//! | HubSpot deal property | `raw.hubspot_deals`, column = property name | `hs_object_id` |
-//! | Salesforce Opportunity field | `raw.salesforce_opportunity`, column = snake_case(field) | `id` |
+//! | HubSpot deal property | `raw.hubspot_deals`, column = property name; a `dealstage` change also sets `hs_v2_date_entered_<new stage>` (and `hs_v2_date_exited_<old stage>`) to the event's time, where `staging.deal_stage_history` finds it | `hs_object_id` |
+//! | Salesforce Opportunity field | `raw.salesforce_opportunity`, column = snake_case(field); a `StageName` change also adds a `raw.salesforce_opportunity_history` row ([`history`]) | `id` |
 //! | Stripe event | `raw.stripe_webhook_events` | `id` |
+//! | Stripe subscription / invoice event | also `raw.stripe_subscriptions` / `raw.stripe_invoices`, the object as the connector lands it, unless the landed row is newer ([`stripe`]) | `id` |
 //!
 //! A deal the raw table does not hold yet, or properties it has no column for, are `skipped`
-//! with the reason (the next sync lands the whole record). Applying twice gives the same rows.
+//! with the reason (the next sync lands the whole record). A stage "change" to the stage the raw
+//! row already has adds no history. Applying twice gives the same rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
 use super::events::{Change, Crm, change};
+use super::history::{self, Transition};
+use super::resimulate::{self, SimSettings};
+use super::stripe;
 use crate::alerts::AlertsConfig;
 use crate::lake::{DatasetRef, Lake, WorkspaceId, WriteMode};
 use crate::project::Project;
 use crate::serve::queue::{Apply, EventRecord, Outcome};
 use crate::sql::models::{ModelDag, RunOptions, run_selected};
 
-/// The staging models rebuilt after deal changes land.
-const STAGING_MODELS: &str = "staging.deals";
+/// The staging model rebuilt after deal changes land.
+const DEALS_MODEL: &str = "staging.deals";
+/// The staging model rebuilt after stage changes land (only then: a change of another
+/// property leaves every transition as it was).
+const HISTORY_MODEL: &str = "staging.deal_stage_history";
 /// Where Stripe events land.
 pub const STRIPE_EVENTS: &str = "raw.stripe_webhook_events";
+
+/// One event's change of a deal's stage property.
+#[derive(Debug, Clone)]
+struct StageChange {
+    stage: Option<String>,
+    at: DateTime<Utc>,
+    event: usize,
+}
 
 /// The deal changes of one raw row, merged in receipt order (a later value wins).
 #[derive(Debug, Default)]
@@ -40,6 +67,24 @@ struct DealChanges {
     events: Vec<usize>,
     properties: BTreeMap<String, Option<String>>,
     occurred_at: Option<DateTime<Utc>>,
+    /// The stage changes, in receipt order (each is a history row when it changes the stage).
+    stages: Vec<StageChange>,
+}
+
+/// A deal whose raw row changed: its CRM and source id.
+pub type ChangedDeal = (Crm, String);
+
+/// Milliseconds of a batch's steps after landing, and what they did.
+#[derive(Debug, Default)]
+struct Refreshed {
+    models_ms: u64,
+    simulate_ms: u64,
+    score_ms: u64,
+    alerts_ms: u64,
+    resimulated: usize,
+    forecasts_removed: usize,
+    new_alerts: usize,
+    deliveries: usize,
 }
 
 /// Applies events to the lake of a project.
@@ -48,6 +93,7 @@ pub struct LakeApplier {
     project: Arc<Project>,
     dag: ModelDag,
     alerts: HashMap<WorkspaceId, AlertsConfig>,
+    simulation: HashMap<WorkspaceId, SimSettings>,
 }
 
 impl LakeApplier {
@@ -57,11 +103,26 @@ impl LakeApplier {
         alerts: HashMap<WorkspaceId, AlertsConfig>,
     ) -> Result<Self, crate::sql::SqlError> {
         let dag = ModelDag::load(&project)?;
+        let simulation: HashMap<WorkspaceId, SimSettings> = alerts
+            .keys()
+            .map(|ws| (ws.clone(), resimulate::settings(&project, ws)))
+            .collect();
+        for (ws, s) in &simulation {
+            tracing::info!(
+                workspace = %ws,
+                runs = s.runs,
+                seed = s.seed,
+                months = s.months,
+                from = %s.from,
+                "webhook re-forecast settings"
+            );
+        }
         Ok(Self {
             lake,
             project,
             dag,
             alerts,
+            simulation,
         })
     }
 
@@ -73,7 +134,8 @@ impl LakeApplier {
         let started = Instant::now();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut deals: BTreeMap<Crm, BTreeMap<String, DealChanges>> = BTreeMap::new();
-        let mut stripe = Vec::new();
+        let mut stripe_events = Vec::new();
+        let mut stripe_objects = Vec::new();
         for (i, e) in events.iter().enumerate() {
             match change(&e.source, &e.payload) {
                 Change::Deal {
@@ -84,26 +146,47 @@ impl LakeApplier {
                 } => {
                     let d = deals.entry(crm).or_default().entry(id).or_default();
                     d.events.push(i);
+                    let at = occurred_at.unwrap_or(e.received_at);
+                    for (p, v) in &properties {
+                        if column_of(crm, p) == stage_column(crm) {
+                            d.stages.push(StageChange {
+                                stage: v.clone(),
+                                at,
+                                event: i,
+                            });
+                        }
+                    }
                     d.properties.extend(properties);
                     d.occurred_at = d.occurred_at.max(occurred_at);
                 }
-                Change::Stripe { .. } => {
-                    stripe.push((i, change(&e.source, &e.payload), e.payload.clone()));
+                c @ Change::Stripe { .. } => {
+                    if let Some(o) = stripe::ObjectEvent::parse(i, &e.payload) {
+                        stripe_objects.push(o);
+                    }
+                    stripe_events.push((i, c, e.payload.clone()));
                     outcomes[i] = Some(Outcome::Processed);
                 }
                 Change::Ignore(why) => outcomes[i] = Some(Outcome::Skipped(why)),
             }
         }
-        if !stripe.is_empty() {
-            land_stripe(&self.lake, workspace, &stripe).await?;
+        if !stripe_events.is_empty() {
+            land_stripe(&self.lake, workspace, &stripe_events).await?;
         }
-        let mut landed_any = false;
+        let mut models: BTreeSet<&'static str> = BTreeSet::new();
+        let mut changed: Vec<ChangedDeal> = Vec::new();
+        let mut stage_changes = 0;
+        // Landed deals with a stage event, whether or not it changed the stage: a batch retried
+        // after a failure finds its stage changes already in raw, and must still rebuild.
+        let mut stage_events = 0;
         for (crm, changes) in &deals {
-            let verdicts = land_deals(&self.lake, workspace, *crm, changes).await?;
+            let landed = land_deals(&self.lake, workspace, *crm, changes, events).await?;
             for (id, d) in changes {
-                let outcome = match verdicts.get(id) {
+                let outcome = match landed.verdicts.get(id) {
                     Some(None) => {
-                        landed_any = true;
+                        changed.push((*crm, id.clone()));
+                        if !d.stages.is_empty() {
+                            stage_events += 1;
+                        }
                         Outcome::Processed
                     }
                     Some(Some(why)) => Outcome::Skipped(why.clone()),
@@ -116,17 +199,48 @@ impl LakeApplier {
                     outcomes[i] = Some(outcome.clone());
                 }
             }
+            stage_changes += landed.transitions.len();
         }
-        let landed = started.elapsed();
-        if landed_any {
-            self.refresh(workspace).await?;
+        if !changed.is_empty() {
+            models.insert(DEALS_MODEL);
         }
+        if stage_events > 0 {
+            models.insert(HISTORY_MODEL);
+        }
+        let mut stale = 0;
+        if !stripe_objects.is_empty() {
+            let applied = stripe::apply(&self.lake, workspace, &stripe_objects, events).await?;
+            stale = applied.stale.len();
+            for (i, why) in applied.stale {
+                outcomes[i] = Some(Outcome::Skipped(why));
+            }
+            models.extend(applied.models);
+        }
+        let land_ms = started.elapsed().as_millis() as u64;
+        let r = if models.is_empty() {
+            Refreshed::default()
+        } else {
+            self.refresh(workspace, &models, &changed).await?
+        };
         tracing::info!(
             workspace = %workspace,
             events = events.len(),
-            land_ms = landed.as_millis() as u64,
+            land_ms,
+            models_ms = r.models_ms,
+            simulate_ms = r.simulate_ms,
+            score_ms = r.score_ms,
+            alerts_ms = r.alerts_ms,
             total_ms = started.elapsed().as_millis() as u64,
-            rescored = landed_any,
+            deals = changed.len(),
+            stage_changes,
+            stripe_objects = stripe_objects.len() - stale,
+            stripe_stale = stale,
+            models = ?models,
+            resimulated = r.resimulated,
+            forecasts_removed = r.forecasts_removed,
+            rescored = !changed.is_empty(),
+            new_alerts = r.new_alerts,
+            deliveries = r.deliveries,
             "webhook batch applied"
         );
         Ok(outcomes
@@ -135,20 +249,41 @@ impl LakeApplier {
             .collect())
     }
 
-    /// Rebuilds the workspace's staging deals, rescores its open deals and delivers the new
-    /// alerts.
-    async fn refresh(&self, workspace: &WorkspaceId) -> Result<(), String> {
+    /// Rebuilds `models` for the workspace; after deal changes, re-forecasts the `changed`
+    /// deals, rescores the open deals and delivers the new alerts.
+    async fn refresh(
+        &self,
+        workspace: &WorkspaceId,
+        models: &BTreeSet<&'static str>,
+        changed: &[ChangedDeal],
+    ) -> Result<Refreshed, String> {
+        let mut r = Refreshed::default();
         let t = Instant::now();
+        let select: Vec<String> = models.iter().map(|m| m.to_string()).collect();
         let options = RunOptions {
             workspace: Some(workspace.clone()),
-            select: vec![STAGING_MODELS.to_string()],
-            concurrency: 1,
+            select: select.clone(),
+            concurrency: 2,
             ..RunOptions::default()
         };
         run_selected(&self.lake, &self.project, &self.dag, &options, &mut |_| {})
             .await
-            .map_err(|e| format!("rebuilding {STAGING_MODELS}: {e}"))?;
-        let models_ms = t.elapsed().as_millis() as u64;
+            .map_err(|e| format!("rebuilding {}: {e}", select.join(", ")))?;
+        r.models_ms = t.elapsed().as_millis() as u64;
+        if changed.is_empty() {
+            return Ok(r);
+        }
+        let t = Instant::now();
+        let settings = self
+            .simulation
+            .get(workspace)
+            .cloned()
+            .unwrap_or_else(|| resimulate::settings(&self.project, workspace));
+        let sim = resimulate::resimulate(&self.lake, &self.project, workspace, &settings, changed)
+            .await?;
+        r.resimulated = sim.forecast;
+        r.forecasts_removed = sim.removed;
+        r.simulate_ms = t.elapsed().as_millis() as u64;
         let t = Instant::now();
         let report = crate::scoring::score_workspace(
             &self.lake,
@@ -158,19 +293,15 @@ impl LakeApplier {
         )
         .await
         .map_err(|e| format!("rescoring: {e}"))?;
-        let score_ms = t.elapsed().as_millis() as u64;
+        r.score_ms = t.elapsed().as_millis() as u64;
+        let t = Instant::now();
         let alerts = crate::alerts::scoring_alerts(workspace.as_str(), &report.new_alerts());
         let config = self.alerts.get(workspace).cloned().unwrap_or_default();
         let deliveries = crate::alerts::deliver_and_record(&self.lake, &config, &alerts).await;
-        tracing::info!(
-            workspace = %workspace,
-            models_ms,
-            score_ms,
-            new_alerts = alerts.len(),
-            deliveries = deliveries.len(),
-            "webhook rescoring done"
-        );
-        Ok(())
+        r.alerts_ms = t.elapsed().as_millis() as u64;
+        r.new_alerts = alerts.len();
+        r.deliveries = deliveries.len();
+        Ok(r)
     }
 }
 
@@ -184,12 +315,105 @@ impl Apply for LakeApplier {
     }
 }
 
+/// The rows of `name` that `sql` (over the table as `t`) selects, with the table's stored
+/// schema; `None` when the table does not exist.
+pub(super) async fn read_table(
+    lake: &Lake,
+    name: &str,
+    sql: &str,
+) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>, String> {
+    let dataset: DatasetRef = name.parse().map_err(|e| format!("{name}: {e}"))?;
+    let Some(table) = lake.try_load(&dataset).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| format!("{name}: {e}"))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let schema = provider.schema();
+    ctx.register_table("t", provider)
+        .map_err(|e| format!("{name}: {e}"))?;
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| format!("reading {name}: {e}"))?
+        .collect()
+        .await
+        .map_err(|e| format!("reading {name}: {e}"))?;
+    Ok(Some((schema, batches)))
+}
+
+/// The text of row `r` of `column` (any type, cast), `None` for null.
+pub(super) fn text_at(column: &ArrayRef, r: usize) -> Option<String> {
+    if column.is_null(r) {
+        return None;
+    }
+    let one = arrow::compute::cast(&column.slice(r, 1), &DataType::Utf8).ok()?;
+    let one = one.as_any().downcast_ref::<StringArray>()?;
+    (!one.is_null(0)).then(|| one.value(0).to_string())
+}
+
 /// The raw table of a CRM's deals, its key column and its last-modified column.
 fn raw_table(crm: Crm) -> (&'static str, &'static str, &'static str) {
     match crm {
         Crm::Hubspot => ("raw.hubspot_deals", "hs_object_id", "hs_lastmodifieddate"),
         Crm::Salesforce => ("raw.salesforce_opportunity", "id", "last_modified_date"),
     }
+}
+
+/// The raw column holding a CRM deal's stage.
+fn stage_column(crm: Crm) -> &'static str {
+    match crm {
+        Crm::Hubspot => "dealstage",
+        Crm::Salesforce => "stage_name",
+    }
+}
+
+/// The stages a deal entered, in order: each change to another stage than the one before
+/// (starting from the raw row's `current` stage).
+fn transitions_of(
+    current: Option<String>,
+    stages: &[StageChange],
+) -> Vec<(Option<String>, &StageChange)> {
+    let mut before = current;
+    let mut out = Vec::new();
+    for s in stages {
+        let Some(to) = s.stage.as_deref().filter(|t| !t.trim().is_empty()) else {
+            continue;
+        };
+        if before.as_deref() != Some(to) {
+            out.push((before.clone(), s));
+            before = Some(to.to_string());
+        }
+    }
+    out
+}
+
+/// HubSpot's stage-date properties the transitions set: `hs_v2_date_entered_<stage id>` of
+/// each stage entered and `hs_v2_date_exited_<stage id>` of each stage left, at the change's time
+/// (HubSpot keeps the latest per stage), as RFC 3339.
+fn hubspot_stage_dates(transitions: &[(Option<String>, &StageChange)]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (from, s) in transitions {
+        let at = s.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if let Some(from) = from {
+            out.insert(
+                format!("hs_v2_date_exited_{}", from.to_ascii_lowercase()),
+                at.clone(),
+            );
+        }
+        if let Some(to) = &s.stage {
+            out.insert(
+                format!("hs_v2_date_entered_{}", to.to_ascii_lowercase()),
+                at,
+            );
+        }
+    }
+    out
 }
 
 fn column_of(crm: Crm, property: &str) -> String {
@@ -220,44 +444,39 @@ fn cell(value: Option<&str>, to: &DataType) -> Result<ArrayRef, String> {
     Ok(out)
 }
 
-/// Merges the changes into the CRM's raw deal rows. Per deal id: `None` landed, `Some(why)`
-/// skipped; ids absent from the answer are not in the table.
+/// What merging a CRM's deal changes did.
+#[derive(Debug, Default)]
+struct LandedDeals {
+    /// Per deal id: `None` landed, `Some(why)` skipped; ids absent are not in the table.
+    verdicts: HashMap<String, Option<String>>,
+    /// The stage changes of the landed deals (each a stage the deal entered).
+    transitions: Vec<Transition>,
+}
+
+/// Merges the changes into the CRM's raw deal rows. A Salesforce stage change's history row is
+/// merged first: should the deal's merge fail, the retried batch finds the stage unchanged
+/// and merges the same history row again (its id derives from the change), where the other
+/// order would leave the stage changed without its history.
 async fn land_deals(
     lake: &Lake,
     workspace: &WorkspaceId,
     crm: Crm,
     changes: &BTreeMap<String, DealChanges>,
-) -> Result<HashMap<String, Option<String>>, String> {
+    events: &[EventRecord],
+) -> Result<LandedDeals, String> {
     let (name, key, modified) = raw_table(crm);
     let dataset: DatasetRef = name.parse().map_err(|e| format!("{name}: {e}"))?;
-    let Some(table) = lake.try_load(&dataset).await.map_err(|e| e.to_string())? else {
-        return Ok(HashMap::new());
-    };
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| format!("{name}: {e}"))?;
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| format!("{name}: {e}"))?;
-    ctx.register_table("t", provider)
-        .map_err(|e| format!("{name}: {e}"))?;
     let ids: Vec<String> = changes.keys().map(|k| quote(k)).collect();
     let sql = format!(
         "SELECT * FROM t WHERE workspace_id = {} AND CAST({key} AS VARCHAR) IN ({})",
         quote(workspace.as_str()),
         ids.join(", ")
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(|e| format!("reading {name}: {e}"))?
-        .collect()
-        .await
-        .map_err(|e| format!("reading {name}: {e}"))?;
+    let Some((_, batches)) = read_table(lake, name, &sql).await? else {
+        return Ok(LandedDeals::default());
+    };
     let Some(first) = batches.first() else {
-        return Ok(HashMap::new());
+        return Ok(LandedDeals::default());
     };
     let schema = first.schema();
     let rows = arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
@@ -272,13 +491,20 @@ async fn land_deals(
         .downcast_ref::<StringArray>()
         .ok_or("keys are not text")?;
     let mut verdicts = HashMap::new();
+    let mut transitions = Vec::new();
     let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); schema.fields().len()];
+    let stage_at = rows.column_by_name(stage_column(crm));
     for r in 0..rows.num_rows() {
         let id = keys.value(r).to_string();
         let Some(d) = changes.get(&id) else { continue };
         if verdicts.contains_key(&id) {
             continue; // a duplicated raw row: the first is updated
         }
+        let entered = transitions_of(stage_at.and_then(|c| text_at(c, r)), &d.stages);
+        let stage_dates = match crm {
+            Crm::Hubspot => hubspot_stage_dates(&entered),
+            Crm::Salesforce => BTreeMap::new(),
+        };
         let mut applied = 0;
         let mut refused = Vec::new();
         let mut row: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
@@ -305,7 +531,16 @@ async fn land_deals(
                     .occurred_at
                     .map(|t| t.to_rfc3339())
                     .and_then(|t| cell(Some(&t), field.data_type()).ok()),
-                _ => None,
+                _ => match stage_dates.get(field.name()) {
+                    Some(at) => match cell(Some(at), field.data_type()) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            refused.push(format!("{}: {e}", field.name()));
+                            None
+                        }
+                    },
+                    None => None,
+                },
             };
             row.push(new.unwrap_or_else(|| rows.column(c).slice(r, 1)));
         }
@@ -332,10 +567,29 @@ async fn land_deals(
         if !unknown.is_empty() || !refused.is_empty() {
             tracing::warn!(deal = %id, unknown = ?unknown, refused = ?refused, "webhook properties not landed");
         }
+        let values: HashMap<String, Option<String>> = schema
+            .fields()
+            .iter()
+            .zip(&row)
+            .map(|(f, a)| (f.name().clone(), text_at(a, 0)))
+            .collect();
+        for (from, s) in &entered {
+            transitions.push(Transition {
+                deal: id.clone(),
+                from: from.clone(),
+                to: s.stage.clone().unwrap_or_default(),
+                at: s.at,
+                event: s.event,
+                values: values.clone(),
+            });
+        }
         for (c, a) in row.into_iter().enumerate() {
             columns[c].push(a);
         }
         verdicts.insert(id, None);
+    }
+    if crm == Crm::Salesforce {
+        history::append_salesforce(lake, workspace, &transitions, events).await?;
     }
     if columns.first().is_some_and(|c| !c.is_empty()) {
         let arrays: Vec<ArrayRef> = columns
@@ -351,11 +605,23 @@ async fn land_deals(
             .with_mode(WriteMode::Merge)
             .with_merge_key(vec!["workspace_id".into(), key.into()])
             .with_commit_metadata("revlake.operation", "webhook".into())
-            .with_batches(schema, vec![batch])
+            .with_batches(schema.clone(), vec![batch])
             .await
             .map_err(|e| format!("merging into {name}: {e}"))?;
     }
-    Ok(verdicts)
+    if crm == Crm::Hubspot {
+        // HubSpot's history is the stage-date columns just merged: only the ones that exist.
+        transitions.retain(|t| {
+            schema
+                .fields()
+                .iter()
+                .any(|f| *f.name() == format!("hs_v2_date_entered_{}", t.to.to_ascii_lowercase()))
+        });
+    }
+    Ok(LandedDeals {
+        verdicts,
+        transitions,
+    })
 }
 
 /// Lands Stripe events (merged on their id).
@@ -439,5 +705,59 @@ mod tests {
         assert!(cell(None, &DataType::Float64).unwrap().is_null(0));
         assert_eq!(column_of(Crm::Salesforce, "StageName"), "stage_name");
         assert_eq!(column_of(Crm::Hubspot, "dealstage"), "dealstage");
+    }
+
+    fn stage(s: Option<&str>, secs: i64, event: usize) -> StageChange {
+        StageChange {
+            stage: s.map(str::to_string),
+            at: DateTime::from_timestamp(secs, 0).unwrap(),
+            event,
+        }
+    }
+
+    #[test]
+    fn only_changes_to_another_stage_are_transitions() {
+        let changes = [
+            stage(Some("qualifiedtobuy"), 10, 0), // the stage it is in: nothing
+            stage(None, 11, 1),                   // cleared: not a stage entered
+            stage(Some("contractsent"), 12, 2),
+            stage(Some("contractsent"), 13, 3), // sent again: nothing
+            stage(Some("closedwon"), 14, 4),
+        ];
+        let t = transitions_of(Some("qualifiedtobuy".into()), &changes);
+        let seen: Vec<(Option<&str>, usize)> = t
+            .iter()
+            .map(|(from, s)| (from.as_deref(), s.event))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![(Some("qualifiedtobuy"), 2), (Some("contractsent"), 4)]
+        );
+        let dates = hubspot_stage_dates(&t);
+        assert_eq!(
+            dates.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec![
+                "hs_v2_date_entered_closedwon",
+                "hs_v2_date_entered_contractsent",
+                "hs_v2_date_exited_contractsent",
+                "hs_v2_date_exited_qualifiedtobuy",
+            ]
+        );
+        assert_eq!(
+            dates["hs_v2_date_entered_contractsent"],
+            "1970-01-01T00:00:12.000Z"
+        );
+        assert_eq!(
+            dates["hs_v2_date_exited_contractsent"],
+            "1970-01-01T00:00:14.000Z"
+        );
+        // A deal without a stage yet enters its first one.
+        let first = transitions_of(None, &changes[..1]);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, None);
+        assert_eq!(
+            stage_column(Crm::Salesforce),
+            column_of(Crm::Salesforce, "StageName")
+        );
     }
 }

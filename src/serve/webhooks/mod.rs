@@ -4,8 +4,9 @@
 //! They are not behind the API key: each request is authenticated by its signature, with the
 //! secret read from the environment variable the workspace's pipeline names in `[webhooks]`
 //! (never from a file). A verified request's events are committed to `ops.webhook_events`
-//! ([`crate::serve::queue`]) before the 2xx; the processor then lands them in raw, rebuilds
-//! `staging.deals`, rescores and raises alerts ([`apply`]).
+//! ([`crate::serve::queue`]) before the 2xx; the processor then lands them in raw (with the
+//! stage history of stage changes, and Stripe's subscriptions and invoices), rebuilds the staging
+//! models reading them, re-forecasts the changed deals, rescores and raises alerts ([`apply`]).
 //!
 //! ```toml
 //! # pipelines/default.toml
@@ -29,6 +30,9 @@
 
 pub mod apply;
 pub mod events;
+pub mod history;
+pub mod resimulate;
+pub mod stripe;
 pub mod verify;
 
 use std::collections::HashMap;
