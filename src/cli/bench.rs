@@ -25,6 +25,7 @@ enum BenchWhat {
     Check(super::bench_check::CheckBenchArgs),
     Export(super::bench_export::ExportBenchArgs),
     Models(super::bench_models::ModelsBenchArgs),
+    Serve(super::bench_serve::ServeBenchArgs),
 }
 
 /// Time landing a deal-like NDJSON file and CSV file (15 columns) into a fresh local lake, and
@@ -53,6 +54,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> Result<ExitCode> {
         BenchWhat::Check(a) => super::bench_check::run(&global.project()?, a).await,
         BenchWhat::Export(a) => super::bench_export::run(&global.project()?, a).await,
         BenchWhat::Models(a) => super::bench_models::run(global, a).await,
+        BenchWhat::Serve(a) => super::bench_serve::run(global, a).await,
     }
 }
 

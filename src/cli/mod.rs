@@ -7,6 +7,7 @@ mod bench_check;
 mod bench_export;
 mod bench_mining;
 mod bench_models;
+mod bench_serve;
 mod check;
 mod demo;
 mod eventlog;

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod bench_models;
+mod bench_serve;
 mod chargebee;
 mod cli;
 mod common;
