@@ -39,6 +39,9 @@ pub enum QueueError {
     /// The commit holding a request's events failed (retryable: the sender retries).
     #[error("committing webhook events to ops.webhook_events: {reason}")]
     Write { reason: String },
+    /// The processor's thread or runtime could not be started.
+    #[error("starting the webhook processor: {reason}")]
+    Processor { reason: String },
     #[error(transparent)]
     Lake(#[from] LakeError),
 }
@@ -477,7 +480,11 @@ impl Queue {
             inbox,
         });
         let journal = queue.writer.clone();
-        tokio::spawn(process(resumed, inbox_rx, journal, apply, policy));
+        spawn_processor(process(resumed, inbox_rx, journal, apply, policy)).map_err(|e| {
+            QueueError::Processor {
+                reason: e.to_string(),
+            }
+        })?;
         Ok(queue)
     }
 
@@ -576,6 +583,28 @@ fn take_ready(pending: &mut VecDeque<Pending>, max: usize) -> Vec<EventRecord> {
     }
     *pending = keep;
     ready
+}
+
+/// Worker threads of the processor's own runtime.
+const PROCESSOR_THREADS: usize = 2;
+
+/// Runs the processor on a runtime of its own. Applying a batch is CPU work (model runs,
+/// simulation, scoring) whose many DataFusion tasks would otherwise queue ahead of the
+/// request handlers on the server's workers: webhook acknowledgements and API answers stalled
+/// for seconds behind each batch (`revlake bench serve` measured 8–18 s). On its own threads
+/// the operating system shares the cores between the two fairly.
+fn spawn_processor(
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(PROCESSOR_THREADS)
+        .thread_name("revlake-webhooks")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("revlake-webhooks".into())
+        .spawn(move || runtime.block_on(work))?;
+    Ok(())
 }
 
 async fn process(

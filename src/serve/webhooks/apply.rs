@@ -21,6 +21,10 @@
 //! | Stripe event | `raw.stripe_webhook_events` | `id` |
 //! | Stripe subscription / invoice event | also `raw.stripe_subscriptions` / `raw.stripe_invoices`, the object as the connector lands it, unless the landed row is newer ([`stripe`]) | `id` |
 //!
+//! A HubSpot `dealstage` change that does not carry `hs_is_closed` / `hs_is_closed_won` also sets
+//! them from the stage's pipeline (HubSpot recomputes them, but a property webhook only sends
+//! `dealstage`).
+//!
 //! A deal the raw table does not hold yet, or properties it has no column for, are `skipped`
 //! with the reason (the next sync lands the whole record). A stage "change" to the stage the raw
 //! row already has adds no history. Applying twice gives the same rows.
@@ -416,6 +420,57 @@ fn hubspot_stage_dates(transitions: &[(Option<String>, &StageChange)]) -> BTreeM
     out
 }
 
+/// Whether each HubSpot deal stage id closes a deal, and wins it: from the pipelines the
+/// connector lands (`raw.hubspot_deal_pipelines`: a closed stage with probability 1 wins), else
+/// the default pipeline's `closedwon` / `closedlost`. HubSpot recomputes `hs_is_closed` and
+/// `hs_is_closed_won` when `dealstage` changes, but a property-change webhook carries only
+/// `dealstage`: without these the deal would stay open in staging after a move to a closed
+/// stage. A stage id in neither leaves the flags as they are.
+async fn hubspot_closed_flags(
+    lake: &Lake,
+    workspace: &WorkspaceId,
+) -> Result<HashMap<String, (bool, bool)>, String> {
+    let mut flags: HashMap<String, (bool, bool)> = HashMap::from([
+        ("closedwon".to_string(), (true, true)),
+        ("closedlost".to_string(), (true, false)),
+    ]);
+    let sql = format!(
+        "SELECT CAST(stage_id AS VARCHAR) AS stage_id, CAST(is_closed AS BOOLEAN) AS is_closed, \
+         CAST(probability AS DOUBLE) AS probability FROM t WHERE workspace_id = {}",
+        quote(workspace.as_str())
+    );
+    let batches = match read_table(lake, PIPELINES_TABLE, &sql).await {
+        Ok(Some((_, batches))) => batches,
+        Ok(None) => return Ok(flags),
+        // A pipelines table without these columns: the defaults.
+        Err(e) => {
+            tracing::warn!(error = %e, "reading HubSpot pipeline stages: using the default pipeline's");
+            return Ok(flags);
+        }
+    };
+    for b in &batches {
+        let (Some(id), Some(closed), Some(p)) = (
+            b.column_by_name("stage_id"),
+            b.column_by_name("is_closed"),
+            b.column_by_name("probability"),
+        ) else {
+            continue;
+        };
+        for r in 0..b.num_rows() {
+            let (Some(id), Some(closed)) = (text_at(id, r), text_at(closed, r)) else {
+                continue;
+            };
+            let closed = closed == "true";
+            let won = closed && text_at(p, r).and_then(|v| v.parse::<f64>().ok()) >= Some(1.0);
+            flags.insert(id, (closed, won));
+        }
+    }
+    Ok(flags)
+}
+
+/// The HubSpot deal pipelines' stages, as the connector lands them.
+const PIPELINES_TABLE: &str = "raw.hubspot_deal_pipelines";
+
 fn column_of(crm: Crm, property: &str) -> String {
     match crm {
         Crm::Hubspot => property.to_ascii_lowercase(),
@@ -490,6 +545,10 @@ async fn land_deals(
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or("keys are not text")?;
+    let closed_flags = match crm {
+        Crm::Hubspot => hubspot_closed_flags(lake, workspace).await?,
+        Crm::Salesforce => HashMap::new(),
+    };
     let mut verdicts = HashMap::new();
     let mut transitions = Vec::new();
     let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); schema.fields().len()];
@@ -502,7 +561,20 @@ async fn land_deals(
         }
         let entered = transitions_of(stage_at.and_then(|c| text_at(c, r)), &d.stages);
         let stage_dates = match crm {
-            Crm::Hubspot => hubspot_stage_dates(&entered),
+            Crm::Hubspot => {
+                let mut derived = hubspot_stage_dates(&entered);
+                let sent = |p: &str| d.properties.keys().any(|k| k.eq_ignore_ascii_case(p));
+                if let Some((_, last)) = entered.last()
+                    && let Some((closed, won)) =
+                        last.stage.as_deref().and_then(|st| closed_flags.get(st))
+                    && !sent("hs_is_closed")
+                    && !sent("hs_is_closed_won")
+                {
+                    derived.insert("hs_is_closed".into(), closed.to_string());
+                    derived.insert("hs_is_closed_won".into(), won.to_string());
+                }
+                derived
+            }
             Crm::Salesforce => BTreeMap::new(),
         };
         let mut applied = 0;
@@ -690,6 +762,135 @@ async fn land_stripe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lands text columns (`""` = null) as `dataset` of workspace `w`.
+    async fn land_text(lake: &Lake, dataset: &str, columns: &[&str], rows: &[&[&str]]) {
+        use arrow::datatypes::{Field, Schema};
+        let mut fields = vec![Field::new("workspace_id", DataType::Utf8, false)];
+        fields.extend(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)));
+        let schema = Arc::new(Schema::new(fields));
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["w"; rows.len()]))];
+        for c in 0..columns.len() {
+            arrays.push(Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| Some(r[c]).filter(|v| !v.is_empty())),
+            )));
+        }
+        let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+        lake.write(dataset.parse().unwrap())
+            .with_mode(WriteMode::Append)
+            .with_batches(schema, vec![batch])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hubspot_move_to_a_closed_stage_closes_the_deal_as_its_pipeline_says() {
+        let lake = Lake::open(&format!("memory://apply-{}/", uuid::Uuid::new_v4()))
+            .await
+            .unwrap();
+        let ws = WorkspaceId::new("w").unwrap();
+        land_text(
+            &lake,
+            "raw.hubspot_deals",
+            &[
+                "hs_object_id",
+                "dealstage",
+                "hs_is_closed",
+                "hs_is_closed_won",
+            ],
+            &[
+                &["1", "appointmentscheduled", "false", "false"],
+                &["2", "appointmentscheduled", "false", "false"],
+                &["3", "appointmentscheduled", "false", "false"],
+                &["4", "appointmentscheduled", "false", "false"],
+            ],
+        )
+        .await;
+        // A custom pipeline: its "Signed" stage wins, its "Churned" stage loses.
+        land_text(
+            &lake,
+            PIPELINES_TABLE,
+            &["stage_id", "is_closed", "probability"],
+            &[
+                &["777", "true", "1.0"],
+                &["778", "true", "0.0"],
+                &["779", "false", "0.5"],
+            ],
+        )
+        .await;
+        let change = |stage: &str, extra: &[(&str, &str)]| {
+            let mut properties: BTreeMap<String, Option<String>> =
+                BTreeMap::from([("dealstage".to_string(), Some(stage.to_string()))]);
+            for (k, v) in extra {
+                properties.insert(k.to_string(), Some(v.to_string()));
+            }
+            DealChanges {
+                events: vec![0],
+                properties,
+                occurred_at: DateTime::from_timestamp(1_700_000_000, 0),
+                stages: vec![StageChange {
+                    stage: Some(stage.to_string()),
+                    at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                    event: 0,
+                }],
+            }
+        };
+        let changes = BTreeMap::from([
+            ("1".to_string(), change("777", &[])),
+            ("2".to_string(), change("778", &[])),
+            ("3".to_string(), change("closedwon", &[])),
+            // The event says itself: it wins over the pipeline.
+            (
+                "4".to_string(),
+                change("777", &[("hs_is_closed_won", "false")]),
+            ),
+        ]);
+        let landed = land_deals(&lake, &ws, Crm::Hubspot, &changes, &[])
+            .await
+            .unwrap();
+        assert!(landed.verdicts.values().all(Option::is_none), "{landed:?}");
+        let (_, batches) = read_table(
+            &lake,
+            "raw.hubspot_deals",
+            "SELECT hs_object_id, dealstage, hs_is_closed, hs_is_closed_won FROM t \
+             ORDER BY hs_object_id",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let b = &batches[0];
+        let rows: Vec<String> = (0..b.num_rows())
+            .map(|r| {
+                (0..4)
+                    .map(|c| text_at(b.column(c), r).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "1,777,true,true",
+                "2,778,true,false",
+                "3,closedwon,true,true",
+                "4,777,false,false",
+            ]
+        );
+        // A move back to an open stage of the pipeline reopens the deal.
+        let reopened = BTreeMap::from([("1".to_string(), change("779", &[]))]);
+        land_deals(&lake, &ws, Crm::Hubspot, &reopened, &[])
+            .await
+            .unwrap();
+        let (_, batches) = read_table(
+            &lake,
+            "raw.hubspot_deals",
+            "SELECT hs_is_closed FROM t WHERE hs_object_id = '1'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(text_at(batches[0].column(0), 0).as_deref(), Some("false"));
+    }
 
     #[test]
     fn cells_cast_text_and_epoch_milliseconds() {
