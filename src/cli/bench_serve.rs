@@ -519,18 +519,7 @@ async fn build_org(
         RunRequest::manual(workspace.clone(), holder_id()),
         Duration::from_secs(60),
         None,
-        &mut |s| {
-            spinner.suspend(|| {
-                say.line(&format!(
-                    "   {:<11} {:<9} {:>9} rows {:>7.1}s  {}",
-                    s.stage,
-                    s.status,
-                    s.rows,
-                    s.seconds,
-                    s.error.as_deref().unwrap_or(&s.note)
-                ))
-            })
-        },
+        &mut |s| spinner.suspend(|| say.line(&super::demo::stage_line(s))),
     )
     .await?;
     spinner.finish_and_clear();

@@ -101,18 +101,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         },
         Duration::from_secs(60),
         None,
-        &mut |s| {
-            spinner.suspend(|| {
-                println!(
-                    "   {:<11} {:<9} {:>9} rows {:>7.1}s  {}",
-                    s.stage,
-                    s.status,
-                    s.rows,
-                    s.seconds,
-                    s.error.as_deref().unwrap_or(&s.note)
-                )
-            })
-        },
+        &mut |s| spinner.suspend(|| println!("{}", stage_line(s))),
     )
     .await?;
     spinner.finish_and_clear();
@@ -213,3 +202,16 @@ fn demo_job(project: &Project, dir: &Path, runs: u32) -> Result<Job> {
 
 /// The whole batch, when the project has no `jobs/daily.toml`.
 const DEFAULT_BATCH: &str = "[stages.models]\n[stages.mining]\n[stages.simulation]\n[stages.scoring]\n[stages.alerts]\n[stages.report]\ndigest = \"datasets/reports/digest-{workspace}.html\"\n[stages.exports]\n";
+
+/// A finished stage of a job run as the demo prints it: name, status, rows, seconds, and the
+/// error or note.
+pub(super) fn stage_line(s: &revlake::jobs::runlog::StageRun) -> String {
+    format!(
+        "   {:<11} {:<9} {:>9} rows {:>7.1}s  {}",
+        s.stage,
+        s.status,
+        s.rows,
+        s.seconds,
+        s.error.as_deref().unwrap_or(&s.note)
+    )
+}

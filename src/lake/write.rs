@@ -41,6 +41,14 @@ pub enum WriteMode {
     OverwriteWorkspace(WorkspaceId),
     /// Upsert on the primary key: matching rows are updated, new ones inserted.
     Merge,
+    /// Replace the rows of one workspace whose `column` holds one of `values` (a model rebuilt
+    /// for a few records); every input row must be one of them. One commit: readers see the old
+    /// rows or the new ones.
+    ReplaceWhere {
+        workspace: WorkspaceId,
+        column: String,
+        values: Vec<String>,
+    },
 }
 
 /// What a committed write did.
@@ -226,14 +234,28 @@ impl WriteBuilder {
                 }
             }
             mode => {
-                let (save, predicate) = match mode {
-                    WriteMode::Append | WriteMode::Merge => (SaveMode::Append, None),
-                    WriteMode::Overwrite => (SaveMode::Overwrite, None),
-                    WriteMode::OverwriteWorkspace(ws) => (
-                        SaveMode::Overwrite,
-                        Some(col(WORKSPACE_COLUMN).eq(lit(ws.as_str()))),
-                    ),
-                };
+                let (save, predicate) =
+                    match mode {
+                        WriteMode::Append | WriteMode::Merge => (SaveMode::Append, None),
+                        WriteMode::Overwrite => (SaveMode::Overwrite, None),
+                        WriteMode::OverwriteWorkspace(ws) => (
+                            SaveMode::Overwrite,
+                            Some(col(WORKSPACE_COLUMN).eq(lit(ws.as_str()))),
+                        ),
+                        WriteMode::ReplaceWhere {
+                            workspace,
+                            column,
+                            values,
+                        } => (
+                            SaveMode::Overwrite,
+                            Some(col(WORKSPACE_COLUMN).eq(lit(workspace.as_str())).and(
+                                col(column.as_str()).in_list(
+                                    values.iter().map(|v| lit(v.as_str())).collect(),
+                                    false,
+                                ),
+                            )),
+                        ),
+                    };
                 let mut op = table
                     .write(Vec::new())
                     .with_input_plan(source.into_unoptimized_plan())

@@ -226,6 +226,42 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Checks gating each dataset (none: no checks run).
     pub gate: Option<std::sync::Arc<dyn DatasetGate>>,
+    /// Rebuild only some records (see [`RunScope`]); needs `workspace`.
+    pub scope: Option<std::sync::Arc<RunScope>>,
+}
+
+/// A run limited to a few records (a webhook's deals): each input named in `inputs` reads only
+/// its rows whose column holds one of the given values, and each selected model, which must be
+/// a `table` named in `outputs`, replaces only its workspace rows whose column (per model)
+/// holds one of `values` (one commit). The SQL is the model's own: what it computes for those
+/// records from the narrowed inputs must be what a full run computes for them, so only models
+/// whose rows of a record depend on that record's input rows alone (plus unnarrowed inputs)
+/// may run scoped.
+#[derive(Debug, Clone, Default)]
+pub struct RunScope {
+    /// Per input: the column and the values kept.
+    pub inputs: BTreeMap<DatasetRef, (String, Vec<String>)>,
+    /// Per model: the column its records are replaced by.
+    pub outputs: BTreeMap<DatasetRef, String>,
+    /// The values of the output column replaced.
+    pub values: Vec<String>,
+}
+
+impl RunScope {
+    /// `SELECT * FROM input` narrowed to the values (nothing for none).
+    fn narrowed(input: &DatasetRef, column: &str, values: &[String]) -> String {
+        if values.is_empty() {
+            return format!("SELECT * FROM {input} WHERE false");
+        }
+        let list: Vec<String> = values
+            .iter()
+            .map(|v| format!("'{}'", v.replace('\'', "''")))
+            .collect();
+        format!(
+            "SELECT * FROM {input} WHERE CAST(\"{column}\" AS VARCHAR) IN ({})",
+            list.join(", ")
+        )
+    }
 }
 
 impl Default for RunOptions {
@@ -236,6 +272,7 @@ impl Default for RunOptions {
             full_refresh: false,
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             gate: None,
+            scope: None,
         }
     }
 }
@@ -452,6 +489,33 @@ pub async fn run_selected(
         .await?,
     );
     session.register_sources(&dag.sources).await?;
+    if let Some(scope) = &options.scope {
+        if options.workspace.is_none() {
+            return Err(SqlError::Model {
+                path: "run options".into(),
+                message: "a scoped run needs a workspace".into(),
+            });
+        }
+        for m in dag.models.iter().filter(|m| wanted.contains(&m.dataset)) {
+            if m.materialized != Materialization::Table || !scope.outputs.contains_key(&m.dataset) {
+                return Err(SqlError::Model {
+                    path: m.path.display().to_string(),
+                    message: format!(
+                        "{} cannot be rebuilt for a few records: only `table` models the scope names can",
+                        m.dataset
+                    ),
+                });
+            }
+        }
+        let tables = session.tables();
+        for (input, (column, values)) in &scope.inputs {
+            if tables.contains(input) {
+                session
+                    .register_view(input, &RunScope::narrowed(input, column, values))
+                    .await?;
+            }
+        }
+    }
     let mut pending: Vec<&Model> = dag
         .models
         .iter()
@@ -624,7 +688,17 @@ impl ModelJob {
                     ..Default::default()
                 })
             }
-            Materialization::Table => self.write(&self.session, self.overwrite(), None).await,
+            Materialization::Table => {
+                let mode = match (&self.options.scope, &self.options.workspace) {
+                    (Some(scope), Some(ws)) => WriteMode::ReplaceWhere {
+                        workspace: ws.clone(),
+                        column: scope.outputs.get(&m.dataset).cloned().unwrap_or_default(),
+                        values: scope.values.clone(),
+                    },
+                    _ => self.overwrite(),
+                };
+                self.write(&self.session, mode, None).await
+            }
             Materialization::Incremental => {
                 let app = self.watermark_app();
                 let previous = self.lake.app_transaction(&m.dataset, &app).await?;

@@ -11,7 +11,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use revlake::lake::{DatasetRef, Lake, WorkspaceId, WriteMode};
 use revlake::project::Project;
-use revlake::sql::models::{ModelDag, RunOptions, run_selected};
+use revlake::sql::models::{ModelDag, RunOptions, RunScope, run_selected};
 use revlake::sql::{SessionOptions, SqlSession};
 
 use crate::common::{memory_lake, rows};
@@ -46,6 +46,11 @@ fn project_copy() -> tempfile::TempDir {
 
 /// Lands `rows` (text cells, "" = null) as `dataset` in workspace `w`.
 async fn land(lake: &Lake, dataset: &str, columns: &[&str], data: &[&[&str]]) {
+    land_as(lake, dataset, columns, data, WriteMode::Append).await
+}
+
+/// [`land`] with a write mode (`OverwriteWorkspace`: the raw table as a re-sync leaves it).
+async fn land_as(lake: &Lake, dataset: &str, columns: &[&str], data: &[&[&str]], mode: WriteMode) {
     // A test that names `source_data` among the columns gives each row's JSON itself.
     let own_data = columns.contains(&"source_data");
     let mut fields = vec![Field::new("workspace_id", DataType::Utf8, false)];
@@ -67,7 +72,7 @@ async fn land(lake: &Lake, dataset: &str, columns: &[&str], data: &[&[&str]]) {
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
     let ds: DatasetRef = dataset.parse().unwrap();
     lake.write(ds)
-        .with_mode(WriteMode::Append)
+        .with_mode(mode)
         .with_batches(schema, vec![batch])
         .await
         .unwrap();
@@ -97,6 +102,23 @@ async fn id_of(lake: &Lake, source: &str, source_id: &str) -> String {
     )
     .await
     .remove(0)
+}
+
+/// `lines` (comma-separated cells) with each cell that is one of `ids` replaced by its name.
+fn named(ids: &[(&str, String)], lines: Vec<String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .map(|l| {
+            l.split(',')
+                .map(|v| {
+                    ids.iter()
+                        .find(|(_, id)| id == v)
+                        .map_or(v.to_string(), |(n, _)| n.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
 }
 
 const SF_ACCOUNT: &[&str] = &["id", "name", "website"];
@@ -595,17 +617,7 @@ async fn conversations_link_by_every_tier_and_internal_meetings_stay_unlinked() 
         ("C", id_of(&lake, "salesforce", "001C").await),
         ("dealA", id_of(&lake, "salesforce", "006A1").await),
     ];
-    let name = |v: &str| -> String {
-        ids.iter()
-            .find(|(_, id)| id == v)
-            .map_or(v.to_string(), |(n, _)| n.to_string())
-    };
-    let readable = |lines: Vec<String>| -> Vec<String> {
-        lines
-            .into_iter()
-            .map(|l| l.split(',').map(name).collect::<Vec<_>>().join(","))
-            .collect()
-    };
+    let readable = |lines: Vec<String>| named(&ids, lines);
     assert_eq!(
         readable(
             query(
@@ -1524,21 +1536,7 @@ async fn hubspot_engagements_pipedrive_activities_and_their_deal_contacts_and_ow
         ("ria", id_of(&lake, "hubspot", "owner:55").await),
         ("pduser", id_of(&lake, "pipedrive", "7").await),
     ];
-    let readable = |lines: Vec<String>| -> Vec<String> {
-        lines
-            .into_iter()
-            .map(|l| {
-                l.split(',')
-                    .map(|v| {
-                        ids.iter()
-                            .find(|(_, id)| id == v)
-                            .map_or(v.to_string(), |(n, _)| n.to_string())
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect()
-    };
+    let readable = |lines: Vec<String>| named(&ids, lines);
     assert_eq!(
         readable(
             query(
@@ -1850,20 +1848,8 @@ async fn quotas_from_salesforce_and_a_sheet_and_product_events_from_every_tool()
         ("globex", id_of(&lake, "salesforce", "001B").await),
         ("carol", id_of(&lake, "salesforce", "003A").await),
     ];
-    let readable = |lines: Vec<String>| -> Vec<String> {
-        let mut out = lines
-            .into_iter()
-            .map(|l| {
-                l.split(',')
-                    .map(|v| {
-                        ids.iter()
-                            .find(|(_, id)| id == v)
-                            .map_or(v.to_string(), |(n, _)| n.to_string())
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect::<Vec<_>>();
+    let readable = |lines: Vec<String>| {
+        let mut out = named(&ids, lines);
         out.sort();
         out
     };
@@ -1923,4 +1909,186 @@ async fn quotas_from_salesforce_and_a_sheet_and_product_events_from_every_tool()
     )
     .await;
     assert_eq!(n, ["5"]);
+}
+
+#[tokio::test]
+async fn a_run_scoped_to_one_deal_gives_the_rows_a_full_run_gives_and_leaves_the_others() {
+    let dir = project_copy();
+    let lake = memory_lake().await;
+    land(
+        &lake,
+        "raw.salesforce_account",
+        SF_ACCOUNT,
+        &[&["001A", "Acme", "acme.com"]],
+    )
+    .await;
+    let opps = |a_stage: &'static str| -> Vec<Vec<&'static str>> {
+        vec![
+            vec![
+                "006A",
+                "a",
+                "001A",
+                a_stage,
+                "10",
+                "2025-01-01T00:00:00Z",
+                "2025-06-01",
+                "false",
+                "false",
+            ],
+            vec![
+                "006B",
+                "b",
+                "001A",
+                "Qualification",
+                "20",
+                "2025-01-02T00:00:00Z",
+                "2025-06-01",
+                "false",
+                "false",
+            ],
+        ]
+    };
+    let opps_a = opps("Prospecting");
+    let rows: Vec<&[&str]> = opps_a.iter().map(|r| r.as_slice()).collect();
+    land(&lake, "raw.salesforce_opportunity", SF_OPP, &rows).await;
+    const HISTORY: &[&str] = &["id", "opportunity_id", "stage_name", "created_date"];
+    land(
+        &lake,
+        "raw.salesforce_opportunity_history",
+        HISTORY,
+        &[
+            &["008A1", "006A", "Prospecting", "2025-01-01T00:00:00Z"],
+            &["008B1", "006B", "Prospecting", "2025-01-02T00:00:00Z"],
+            &["008B2", "006B", "Qualification", "2025-01-10T00:00:00Z"],
+        ],
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_task",
+        &["id", "what_id", "subject", "type", "created_date"],
+        &[
+            &[
+                "00T1",
+                "006A",
+                "Discovery call",
+                "Call",
+                "2025-01-05T00:00:00Z",
+            ],
+            &["00T2", "006B", "Demo", "Call", "2025-01-09T00:00:00Z"],
+        ],
+    )
+    .await;
+    build(&lake, dir.path()).await;
+    let snapshot = |lake: Lake| async move {
+        (
+            query(&lake, "SELECT * FROM staging.deals").await,
+            query(&lake, "SELECT * FROM staging.deal_stage_history").await,
+        )
+    };
+    let before = snapshot(lake.clone()).await;
+
+    // Deal 006A moves on: its raw row changes and a history row arrives.
+    let opps_b = opps("Needs Analysis");
+    let rows: Vec<&[&str]> = opps_b.iter().map(|r| r.as_slice()).collect();
+    land_as(
+        &lake,
+        "raw.salesforce_opportunity",
+        SF_OPP,
+        &rows,
+        WriteMode::OverwriteWorkspace(WorkspaceId::new(WS).unwrap()),
+    )
+    .await;
+    land(
+        &lake,
+        "raw.salesforce_opportunity_history",
+        HISTORY,
+        &[&["008A2", "006A", "Needs Analysis", "2025-01-07T00:00:00Z"]],
+    )
+    .await;
+    let deal_a = id_of(&lake, "salesforce", "006A").await;
+    let input = |name: &str, column: &str, values: Vec<String>| {
+        (
+            name.parse::<DatasetRef>().unwrap(),
+            (column.to_string(), values),
+        )
+    };
+    let scope = RunScope {
+        inputs: [
+            input("raw.salesforce_opportunity", "id", vec!["006A".into()]),
+            input(
+                "raw.salesforce_opportunity_history",
+                "opportunity_id",
+                vec!["006A".into()],
+            ),
+            input(
+                "raw.salesforce_stage_snapshots",
+                "deal_key",
+                vec!["006A".into()],
+            ),
+            input("raw.hubspot_deals", "hs_object_id", vec![]),
+            input("raw.hubspot_stage_snapshots", "deal_key", vec![]),
+            input("raw.pipedrive_deals", "id", vec![]),
+            input("raw.pipedrive_deal_stage_changes", "deal_id", vec![]),
+            input("staging.activities", "deal_id", vec![deal_a.clone()]),
+        ]
+        .into_iter()
+        .collect(),
+        outputs: [
+            ("staging.deals".parse().unwrap(), "id".to_string()),
+            (
+                "staging.deal_stage_history".parse().unwrap(),
+                "deal_id".to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        values: vec![deal_a.clone()],
+    };
+    let project = Project::load(dir.path()).unwrap();
+    let dag = ModelDag::load(&project).unwrap();
+    let scoped = RunOptions {
+        workspace: Some(WorkspaceId::new(WS).unwrap()),
+        select: vec!["staging.deals".into(), "staging.deal_stage_history".into()],
+        scope: Some(Arc::new(scope.clone())),
+        ..RunOptions::default()
+    };
+    run_selected(&lake, &project, &dag, &scoped, &mut |_| {})
+        .await
+        .unwrap();
+    let after_scoped = snapshot(lake.clone()).await;
+    assert_ne!(after_scoped, before, "the deal changed");
+    // The other deal's rows are the very same.
+    let other = |rows: &Vec<String>| -> Vec<String> {
+        rows.iter()
+            .filter(|r| !r.contains(&deal_a))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(other(&after_scoped.0), other(&before.0));
+    assert_eq!(other(&after_scoped.1), other(&before.1));
+    assert!(!other(&before.1).is_empty());
+    // A full rebuild agrees with the scoped one, row for row.
+    build(&lake, dir.path()).await;
+    assert_eq!(snapshot(lake.clone()).await, after_scoped);
+    let history = query(
+        &lake,
+        &format!(
+            "SELECT from_stage, to_stage, trigger_activity_id IS NOT NULL FROM staging.deal_stage_history \
+             WHERE deal_id = '{deal_a}'"
+        ),
+    )
+    .await;
+    assert_eq!(history.len(), 2, "{history:?}");
+
+    // A model the scope does not name is refused before anything runs.
+    let refused = RunOptions {
+        select: vec!["staging.contacts".into()],
+        ..scoped
+    };
+    let e = run_selected(&lake, &project, &dag, &refused, &mut |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot be rebuilt for a few records"), "{e}");
 }

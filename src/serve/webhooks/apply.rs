@@ -47,7 +47,7 @@ use crate::alerts::AlertsConfig;
 use crate::lake::{DatasetRef, Lake, WorkspaceId, WriteMode};
 use crate::project::Project;
 use crate::serve::queue::{Apply, EventRecord, Outcome};
-use crate::sql::models::{ModelDag, RunOptions, run_selected};
+use crate::sql::models::{ModelDag, RunOptions, RunScope, run_selected};
 
 /// The staging model rebuilt after deal changes land.
 const DEALS_MODEL: &str = "staging.deals";
@@ -263,16 +263,40 @@ impl LakeApplier {
     ) -> Result<Refreshed, String> {
         let mut r = Refreshed::default();
         let t = Instant::now();
-        let select: Vec<String> = models.iter().map(|m| m.to_string()).collect();
-        let options = RunOptions {
-            workspace: Some(workspace.clone()),
-            select: select.clone(),
-            concurrency: 2,
-            ..RunOptions::default()
-        };
-        run_selected(&self.lake, &self.project, &self.dag, &options, &mut |_| {})
-            .await
-            .map_err(|e| format!("rebuilding {}: {e}", select.join(", ")))?;
+        // The deal models are rebuilt for the changed deals only; the others (billing) whole.
+        let (scoped, whole): (Vec<&str>, Vec<&str>) = models
+            .iter()
+            .partition(|m| changed_deal_models().contains_key(**m));
+        if !scoped.is_empty() {
+            let select: Vec<String> = scoped.iter().map(|m| m.to_string()).collect();
+            let options = RunOptions {
+                workspace: Some(workspace.clone()),
+                select: select.clone(),
+                concurrency: 2,
+                scope: Some(Arc::new(deal_scope(workspace, changed))),
+                ..RunOptions::default()
+            };
+            run_selected(&self.lake, &self.project, &self.dag, &options, &mut |_| {})
+                .await
+                .map_err(|e| {
+                    format!(
+                        "rebuilding {} for the changed deals: {e}",
+                        select.join(", ")
+                    )
+                })?;
+        }
+        if !whole.is_empty() {
+            let select: Vec<String> = whole.iter().map(|m| m.to_string()).collect();
+            let options = RunOptions {
+                workspace: Some(workspace.clone()),
+                select: select.clone(),
+                concurrency: 2,
+                ..RunOptions::default()
+            };
+            run_selected(&self.lake, &self.project, &self.dag, &options, &mut |_| {})
+                .await
+                .map_err(|e| format!("rebuilding {}: {e}", select.join(", ")))?;
+        }
         r.models_ms = t.elapsed().as_millis() as u64;
         if changed.is_empty() {
             return Ok(r);
@@ -359,6 +383,71 @@ pub(super) fn text_at(column: &ArrayRef, r: usize) -> Option<String> {
     let one = arrow::compute::cast(&column.slice(r, 1), &DataType::Utf8).ok()?;
     let one = one.as_any().downcast_ref::<StringArray>()?;
     (!one.is_null(0)).then(|| one.value(0).to_string())
+}
+
+/// The deal models a webhook batch rebuilds for its changed deals only, each with the column
+/// naming a deal's rows.
+fn changed_deal_models() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([(DEALS_MODEL, "id"), (HISTORY_MODEL, "deal_id")])
+}
+
+/// The inputs of the deal models narrowed to the changed deals: each raw table by its deal
+/// key (Pipedrive, which sends no webhooks here, to nothing), the activities by staging deal
+/// id. What `staging.deals` and `staging.deal_stage_history` compute for a deal depends on its
+/// own rows of these (its stage history, its activities for the triggers) and on tables left
+/// whole (accounts, users, seeds), so the narrowed run gives that deal's rows of a full run.
+fn deal_scope(workspace: &WorkspaceId, changed: &[ChangedDeal]) -> RunScope {
+    let ids_of = |crm: Crm| -> Vec<String> {
+        changed
+            .iter()
+            .filter(|(c, _)| *c == crm)
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+    let (hubspot, salesforce) = (ids_of(Crm::Hubspot), ids_of(Crm::Salesforce));
+    let staging: Vec<String> = changed
+        .iter()
+        .map(|(crm, id)| {
+            let source = match crm {
+                Crm::Hubspot => "hubspot",
+                Crm::Salesforce => "salesforce",
+            };
+            crate::sql::udf::record_id(&[workspace.as_str(), source, id]).to_string()
+        })
+        .collect();
+    let input = |name: &str, column: &str, values: &[String]| {
+        (
+            name.parse::<DatasetRef>()
+                .expect("the deal models' inputs are valid names"),
+            (column.to_string(), values.to_vec()),
+        )
+    };
+    RunScope {
+        inputs: BTreeMap::from([
+            input("raw.hubspot_deals", "hs_object_id", &hubspot),
+            input("raw.hubspot_stage_snapshots", "deal_key", &hubspot),
+            input("raw.salesforce_opportunity", "id", &salesforce),
+            input(
+                "raw.salesforce_opportunity_history",
+                "opportunity_id",
+                &salesforce,
+            ),
+            input("raw.salesforce_stage_snapshots", "deal_key", &salesforce),
+            input("raw.pipedrive_deals", "id", &[]),
+            input("raw.pipedrive_deal_stage_changes", "deal_id", &[]),
+            input("staging.activities", "deal_id", &staging),
+        ]),
+        outputs: changed_deal_models()
+            .into_iter()
+            .map(|(m, c)| {
+                (
+                    m.parse::<DatasetRef>().expect("valid model names"),
+                    c.to_string(),
+                )
+            })
+            .collect(),
+        values: staging,
+    }
 }
 
 /// The raw table of a CRM's deals, its key column and its last-modified column.
