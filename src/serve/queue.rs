@@ -438,7 +438,9 @@ struct Shared {
 pub struct Queue {
     writer: mpsc::Sender<Append>,
     shared: Mutex<Shared>,
-    inbox: mpsc::UnboundedSender<EventRecord>,
+    /// Each request's events in one message, so they reach the processor together (it runs on
+    /// threads of its own and would otherwise start on the first before the rest arrive).
+    inbox: mpsc::UnboundedSender<Vec<EventRecord>>,
 }
 
 impl Queue {
@@ -538,8 +540,8 @@ impl Queue {
             }
             return Err(QueueError::Write { reason });
         }
-        for r in rows {
-            let _ = self.inbox.send(r);
+        if !rows.is_empty() {
+            let _ = self.inbox.send(rows);
         }
         Ok(out)
     }
@@ -609,7 +611,7 @@ fn spawn_processor(
 
 async fn process(
     resumed: Vec<EventRecord>,
-    mut inbox: mpsc::UnboundedReceiver<EventRecord>,
+    mut inbox: mpsc::UnboundedReceiver<Vec<EventRecord>>,
     journal: mpsc::Sender<Append>,
     apply: Arc<dyn Apply>,
     policy: RetryPolicy,
@@ -622,11 +624,11 @@ async fn process(
         })
         .collect();
     loop {
-        while let Ok(r) = inbox.try_recv() {
-            pending.push_back(Pending {
-                record: r,
+        while let Ok(rows) = inbox.try_recv() {
+            pending.extend(rows.into_iter().map(|record| Pending {
+                record,
                 not_before: None,
-            });
+            }));
         }
         let ready = take_ready(&mut pending, policy.batch);
         if ready.is_empty() {
@@ -636,10 +638,10 @@ async fn process(
                 None => Some(inbox.recv().await),
             };
             match got {
-                Some(Some(r)) => pending.push_back(Pending {
-                    record: r,
+                Some(Some(rows)) => pending.extend(rows.into_iter().map(|record| Pending {
+                    record,
                     not_before: None,
-                }),
+                })),
                 Some(None) if pending.is_empty() => return,
                 _ => {}
             }
