@@ -498,7 +498,7 @@ fn demo_runs_the_whole_batch_and_ends_with_a_one_screen_summary() {
     .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.contains("1. generated 11 export files"), "{stdout}");
+    assert!(stdout.contains("1. generated 13 export files"), "{stdout}");
     assert!(
         stdout.contains(
             "2. running the daily job over them: land → models → mining → simulation → scoring → alerts → report → exports"
