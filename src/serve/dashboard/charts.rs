@@ -75,6 +75,45 @@ fn category(labels: &[String], v: &SegmentValue<i32>) -> String {
     }
 }
 
+/// The chart's frame on `root`, filled white: the title, one segment per label on x, 0 to `top`
+/// on y, with the mesh and axis labels drawn.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    labels: &[String],
+    top: f64,
+    axis: &Axis,
+) -> Result<
+    ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<
+            plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordi32>,
+            plotters::coord::types::RangedCoordf64,
+        >,
+    >,
+    Failure,
+> {
+    let n = labels.len().max(1) as i32;
+    root.fill(&WHITE).map_err(fail)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
+        .map_err(fail)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(labels.len().max(1))
+        .x_label_formatter(&|v| category(labels, v))
+        .y_label_formatter(&|v| axis.label(*v))
+        .draw()
+        .map_err(fail)?;
+    Ok(chart)
+}
+
 /// Bars per category: stacked, or side by side. `colors` picks each series' colour (default the
 /// palette in order); `reference` draws a dashed horizontal line.
 pub fn bars(
@@ -101,22 +140,7 @@ pub fn bars(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(fail)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
-            .map_err(fail)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(labels.len().max(1))
-            .x_label_formatter(&|v| category(labels, v))
-            .y_label_formatter(&|v| axis.label(*v))
-            .draw()
-            .map_err(fail)?;
+        let mut chart = frame(&root, title, labels, top, &axis)?;
         let k = series.len().max(1) as u32;
         for (si, s) in series.iter().enumerate() {
             let c = colors
@@ -190,7 +214,6 @@ pub fn lines(
     series: &[Series],
     axis: Axis,
 ) -> Result<String, Failure> {
-    let n = labels.len().max(1) as i32;
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().flatten().copied())
@@ -202,22 +225,7 @@ pub fn lines(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(fail)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
-            .map_err(fail)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(labels.len().max(1))
-            .x_label_formatter(&|v| category(labels, v))
-            .y_label_formatter(&|v| axis.label(*v))
-            .draw()
-            .map_err(fail)?;
+        let mut chart = frame(&root, title, labels, top, &axis)?;
         for (si, s) in series.iter().enumerate() {
             let c = color(si);
             let points: Vec<(SegmentValue<i32>, f64)> = s
@@ -258,7 +266,6 @@ pub fn ranges(
     rows: &[(f64, f64, f64)],
     axis: Axis,
 ) -> Result<String, Failure> {
-    let n = labels.len().max(1) as i32;
     let max = rows.iter().map(|r| r.2).fold(0.0, f64::max);
     let top = match axis {
         Axis::Share => 1.0,
@@ -267,22 +274,7 @@ pub fn ranges(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (SIZE.0, 300)).into_drawing_area();
-        root.fill(&WHITE).map_err(fail)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..top)
-            .map_err(fail)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(labels.len().max(1))
-            .x_label_formatter(&|v| category(labels, v))
-            .y_label_formatter(&|v| axis.label(*v))
-            .draw()
-            .map_err(fail)?;
+        let mut chart = frame(&root, title, labels, top, &axis)?;
         let band = RGBColor(70, 110, 170);
         let width = SIZE.0 / (labels.len().max(1) as u32 + 1);
         chart
