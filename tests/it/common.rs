@@ -159,3 +159,20 @@ pub async fn query(lake: &Lake, sql: &str) -> Vec<String> {
         .unwrap();
     rows(&session, sql).await
 }
+
+/// Runs `work` to its end on a runtime of its own, in a thread of its own: for a fixture that a
+/// `OnceLock` builds once for tests that each run on their own (short-lived) runtime.
+pub fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap()
+}

@@ -48,18 +48,7 @@ struct Org {
 /// Builds the org once for every test of this module (tests run in parallel and wait for it).
 fn org() -> &'static Org {
     static ORG: OnceLock<Org> = OnceLock::new();
-    ORG.get_or_init(|| {
-        std::thread::spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(build_org())
-        })
-        .join()
-        .unwrap()
-    })
+    ORG.get_or_init(|| crate::common::on_own_runtime(build_org()))
 }
 
 async fn build_org() -> Org {

@@ -118,16 +118,7 @@ fn org() -> &'static Org {
                 .with_writer(std::io::stderr)
                 .try_init();
         }
-        std::thread::spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(build_org())
-        })
-        .join()
-        .unwrap()
+        crate::common::on_own_runtime(build_org())
     })
 }
 
